@@ -1,0 +1,1 @@
+"""HTTP layer: create_app(settings) and one package per audience."""

@@ -1,0 +1,1 @@
+"""The fakeguard command line (serve, migrate, keys, ...)."""

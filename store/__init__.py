@@ -1,0 +1,1 @@
+"""Persistence: typed SQLAlchemy tables, one repository per aggregate, Alembic migrations, blobs."""

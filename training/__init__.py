@@ -1,0 +1,1 @@
+"""Offline learning: corpora, fitting, evaluation and reports."""
