@@ -1,0 +1,102 @@
+"""The application factory. Nothing is built at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api import health
+from api.admin.router import router as admin_router
+from api.brands.router import router as brands_router
+from api.context import AppContext
+from api.errors import install_error_handlers
+from api.settings import Settings
+from store.blobs import LocalBlobStore
+from store.db import make_engine, make_session_factory, session_scope
+from store.keys import ApiKeyRepository
+from store.migrate import upgrade
+
+log = logging.getLogger("fakeguard")
+
+
+class BodySizeLimit:
+    """Refuse request bodies over a cap with 413 before they are read (Content-Length)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope.get("headers", []):
+                if name == b"content-length":
+                    try:
+                        length = int(value)
+                    except ValueError:
+                        length = -1
+                    if length > self.max_bytes:
+                        response = JSONResponse(
+                            {
+                                "error": "payload_too_large",
+                                "detail": f"request body of {length:,} bytes exceeds the "
+                                f"{self.max_bytes:,}-byte limit",
+                            },
+                            status_code=413,
+                        )
+                        await response(scope, receive, send)
+                        return
+        await self.app(scope, receive, send)
+
+
+def build_context(settings: Settings) -> AppContext:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.migrate_on_start:
+        upgrade(settings.db_url)
+    engine = make_engine(settings.db_url, pool_size=settings.db_pool_size)
+    sessions = make_session_factory(engine)
+    blobs = LocalBlobStore(settings.blobs_path)
+    if settings.bootstrap_admin_key is not None:
+        with session_scope(sessions) as session:
+            ApiKeyRepository(session).ensure(
+                settings.bootstrap_admin_key.get_secret_value(), "admin", name="bootstrap admin"
+            )
+    return AppContext(settings=settings, engine=engine, sessions=sessions, blobs=blobs)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the fakeguard app. Settings default to the environment (``FAKEGUARD_*``)."""
+    settings = settings or Settings()
+    logging.getLogger("fakeguard").setLevel(settings.log_level.upper())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = build_context(settings)
+        app.state.ctx = ctx
+        try:
+            yield
+        finally:
+            ctx.engine.dispose()
+
+    app = FastAPI(
+        title="fakeguard",
+        version="0.1.0",
+        summary="Counterfeit-listing detection: score, explain, review.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(admin_router)
+    app.include_router(brands_router)
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Entry point for ``uvicorn --factory api.app:app_from_env`` (used by ``fakeguard serve``)."""
+    return create_app(Settings())

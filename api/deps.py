@@ -1,0 +1,115 @@
+"""Dependencies as Annotated aliases, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from api.context import AppContext
+from api.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
+from store.keys import ApiKeyRepository
+
+
+def get_context(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+ContextDep = Annotated[AppContext, Depends(get_context)]
+
+
+def get_session(ctx: ContextDep) -> Iterator[Session]:
+    """A request-scoped unit of work: commits before the response is sent, rolls back on error."""
+    session = ctx.sessions()
+    try:
+        yield session
+        session.commit()
+    except OperationalError as exc:
+        session.rollback()
+        raise ServiceUnavailable(
+            "the database is unavailable; retry shortly", headers={"Retry-After": "5"}
+        ) from exc
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+# scope="function": the commit happens before the response, so a failed commit is never a 2xx.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller."""
+
+    key_id: str
+    role: str
+    brand_id: str | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def can_access_brand(self, brand_id: str) -> bool:
+        return self.is_admin or (self.role == "brand" and self.brand_id == brand_id)
+
+    def require_brand(self, brand_id: str) -> None:
+        """Admins may act for any brand, a brand key only for its own.
+
+        A brand key asking for another brand gets the same 404 as for a brand that does not
+        exist, so existence does not leak across brands.
+        """
+        if not self.can_access_brand(brand_id):
+            raise NotFound(f"brand {brand_id} not found")
+
+
+def _bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthorized(
+            "missing API key: send 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized(
+            "malformed Authorization header: expected 'Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return token.strip()
+
+
+def authenticate(request: Request, session: SessionDep) -> Principal:
+    token = _bearer_token(request)
+    row = ApiKeyRepository(session).authenticate(token)
+    if row is None:
+        raise Unauthorized("invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+    return Principal(key_id=row.id, role=row.role, brand_id=row.brand_id)
+
+
+def require_role(*roles: str) -> Callable[..., Principal]:
+    """A dependency that authenticates and allows only ``roles`` (admin is always allowed)."""
+    allowed = frozenset(roles) | {"admin"}
+
+    def _check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if principal.role not in allowed:
+            raise Forbidden(
+                f"this endpoint needs one of the roles {sorted(allowed)}; "
+                f"your key has role {principal.role!r}"
+            )
+        return principal
+
+    return _check
+
+
+AdminKey = Annotated[Principal, Depends(require_role("admin"))]
+BrandKey = Annotated[Principal, Depends(require_role("brand"))]
+IngestKey = Annotated[Principal, Depends(require_role("ingest"))]
+ReviewerKey = Annotated[Principal, Depends(require_role("reviewer"))]

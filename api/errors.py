@@ -1,0 +1,130 @@
+"""One error shape for every response: ``{"error": "<code>", "detail": "..."}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("fakeguard.api")
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+
+
+class FakeguardError(Exception):
+    """Raised by services; rendered by the one handler below."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, detail: str, *, code: str | None = None, headers: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        self.headers = headers
+        self.extra = extra or {}
+
+
+class Unauthorized(FakeguardError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(FakeguardError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(FakeguardError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(FakeguardError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(FakeguardError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class Unprocessable(FakeguardError):
+    status_code = 422
+    code = "unprocessable"
+
+
+class ServiceUnavailable(FakeguardError):
+    status_code = 503
+    code = "unavailable"
+
+
+def error_responses(*errors: type[FakeguardError]) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route, so every error it can return shows in OpenAPI."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for err in errors:
+        out[err.status_code] = {"model": ErrorBody, "description": err.__doc__ or err.code}
+    return out
+
+
+AUTH_ERRORS = (Unauthorized, Forbidden)
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+def _body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"error": code, "detail": detail, **extra}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(FakeguardError)
+    async def _fakeguard_error(_: Request, exc: FakeguardError) -> JSONResponse:
+        return JSONResponse(
+            _body(exc.code, exc.detail, **exc.extra), exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            problems.append({"field": loc, "message": err.get("msg", "invalid")})
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
+        return JSONResponse(
+            _body("validation_error", summary or "invalid request", fields=problems), 422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        return JSONResponse(
+            _body(code, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(_body("internal_error", "an unexpected error occurred"), 500)

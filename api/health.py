@@ -1,0 +1,47 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from api.deps import ContextDep
+from store.migrate import current_revision, head_revision
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "not ready"}})
+def readyz(ctx: ContextDep) -> JSONResponse:
+    """Ready to serve: the database answers and its schema is at the newest migration."""
+    checks: dict[str, str] = {}
+    ready = True
+    try:
+        with ctx.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        revision, head = current_revision(ctx.engine), head_revision()
+        if revision == head:
+            checks["migrations"] = f"at head {head}"
+        else:
+            checks["migrations"] = f"database at {revision}, code expects {head}"
+            ready = False
+        checks["database"] = "ok"
+    except Exception as exc:  # any driver error means not ready
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+        ready = False
+    body = {"status": "ready" if ready else "not_ready", "checks": checks}
+    if not ready:
+        return JSONResponse(
+            {"error": "not_ready", "detail": "; ".join(f"{k}: {v}" for k, v in checks.items()),
+             **body},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+    return JSONResponse(body)

@@ -1,0 +1,337 @@
+"""Decode, normalise and hash images: one path for brand references and listing images alike.
+
+The path: open with an allow-list of formats, refuse oversized or bomb-like images before any
+pixel is decoded, decode (JPEG at reduced scale through Pillow's draft mode, since a 64-bit DCT
+hash needs only ~32x32 pixels), apply EXIF orientation, flatten transparency onto white, convert to
+grayscale, trim uniform borders, measure quality, then hash.
+
+Hashes are 64-bit DCT perceptual hashes (the pHash construction) returned as Python ints in
+``[0, 2**64)``. References get several variant hashes (mirror, crops, small rotations) so that a
+single query hash finds a reference whatever a counterfeiter did to the photo.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ALGORITHM = "dct64"
+ALGORITHM_VERSION = 1
+
+#: Formats we decode. Anything else (PSD, EPS, which would run Ghostscript, ICO, ...) is refused.
+ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+
+#: Side of the grayscale working image the hashes are computed from.
+WORK_SIDE = 256
+#: Smallest side JPEG draft decoding may go down to (1/8 scale for a 1000x1000 JPEG).
+DRAFT_MIN_SIDE = 96
+
+GrayArray = npt.NDArray[np.float32]
+
+
+class ImageRejected(Exception):
+    """An image we will not hash, with a machine-readable ``code`` and a human reason.
+
+    Codes: ``not_an_image``, ``unsupported_format``, ``truncated``, ``too_many_pixels``,
+    ``too_small``, ``too_flat``.
+    """
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Caps applied before decoding. ``max_pixels`` guards against decompression bombs."""
+
+    max_pixels: int = 50_000_000
+    min_side: int = 16
+    min_quality: float = 5.0
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A decoded, normalised grayscale image ready for hashing.
+
+    Attributes
+    ----------
+    gray : ndarray of float32, shape (h, w)
+        Normalised grayscale pixels in [0, 255], borders trimmed, longest side <= ``WORK_SIDE``.
+    width, height : int
+        Size of the original image as stored in the file (before EXIF orientation).
+    format : str
+        Pillow format name, e.g. ``"JPEG"``.
+    quality : float
+        0-100: how much structure the image has; flat images score near 0.
+    trimmed : tuple of float
+        Fractions trimmed from (left, top, right, bottom) as uniform border.
+    """
+
+    gray: GrayArray
+    width: int
+    height: int
+    format: str
+    quality: float
+    trimmed: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class HashVariant:
+    """One hash of one variant of an image (``variant`` says which: ``orig``, ``mirror``, ...)."""
+
+    variant: str
+    value: int
+
+
+@dataclass(frozen=True)
+class ImageHashes:
+    """Everything computed for one image: the normalised result and its hashes."""
+
+    image: DecodedImage
+    hashes: list[HashVariant] = field(default_factory=list)
+
+    @property
+    def primary(self) -> int:
+        return self.hashes[0].value
+
+
+def open_image(data: bytes, limits: ImageLimits) -> Image.Image:
+    """Open ``data`` lazily and check format and size before any pixel is decoded."""
+    if not data:
+        raise ImageRejected("not_an_image", "the file is empty")
+    try:
+        img = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected("too_many_pixels", f"image dimensions are too large: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageRejected(
+            "not_an_image",
+            "the file is not an image in a supported format (" + ", ".join(ALLOWED_FORMATS) + ")",
+        ) from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageRejected("not_an_image", f"the image header cannot be read: {exc}") from exc
+    width, height = img.size
+    if width * height > limits.max_pixels:
+        raise ImageRejected(
+            "too_many_pixels",
+            f"image is {width}x{height} = {width * height:,} pixels; the limit is "
+            f"{limits.max_pixels:,}",
+        )
+    if min(width, height) < limits.min_side:
+        raise ImageRejected(
+            "too_small",
+            f"image is {width}x{height}; both sides must be at least {limits.min_side} pixels",
+        )
+    return img
+
+
+def _to_gray(img: Image.Image) -> Image.Image:
+    """Flatten transparency onto white and convert to 8-bit grayscale."""
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        background.alpha_composite(rgba)
+        img = background
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit integer images: scale to 8 bits by their actual range.
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(scaled.astype(np.uint8), mode="L")
+    if img.mode == "F":
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(scaled.astype(np.uint8), mode="L")
+    return img.convert("L")
+
+
+def decode(data: bytes, limits: ImageLimits | None = None, *, draft: bool = True) -> DecodedImage:
+    """Decode and normalise image bytes, or raise :class:`ImageRejected` with a clear reason.
+
+    ``draft=True`` lets JPEGs decode at 1/2 .. 1/8 scale (never below ``DRAFT_MIN_SIDE``).
+    """
+    limits = limits or ImageLimits()
+    img = open_image(data, limits)
+    fmt = img.format or "unknown"
+    width, height = img.size
+    try:
+        if draft and fmt == "JPEG":
+            img.draft("L", (DRAFT_MIN_SIDE, DRAFT_MIN_SIDE))
+        img.load()
+        img = ImageOps.exif_transpose(img) or img
+        gray_img = _to_gray(img)
+        if max(gray_img.size) > WORK_SIDE:
+            gray_img.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected("too_many_pixels", f"image dimensions are too large: {exc}") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        msg = str(exc)
+        code = "truncated" if "truncated" in msg or "end of file" in msg.lower() else "not_an_image"
+        raise ImageRejected(code, f"the image data cannot be decoded: {msg}") from exc
+    arr = np.asarray(gray_img, dtype=np.float32)
+    arr, trimmed = trim_uniform_border(arr)
+    quality = image_quality(arr)
+    if quality < limits.min_quality:
+        raise ImageRejected(
+            "too_flat",
+            f"image quality {quality:.1f}/100 is below {limits.min_quality:.0f}: the image is too "
+            "uniform (blank, single colour or nearly so) to identify",
+        )
+    return DecodedImage(
+        gray=arr, width=width, height=height, format=fmt, quality=quality, trimmed=trimmed
+    )
+
+
+def trim_uniform_border(
+    gray: GrayArray, tolerance: float = 12.0, min_keep: float = 0.2
+) -> tuple[GrayArray, tuple[float, float, float, float]]:
+    """Remove rows/columns at the edges that match the border colour within ``tolerance``.
+
+    The border colour is the median of the outermost ring. Trimming stops if less than
+    ``min_keep`` of a side would remain (an almost uniform image is left as it is).
+    """
+    h, w = gray.shape
+    ring = np.concatenate([gray[0, :], gray[-1, :], gray[:, 0], gray[:, -1]])
+    border = float(np.median(ring))
+    differs = np.abs(gray - border) > tolerance
+    rows = np.flatnonzero(differs.any(axis=1))
+    cols = np.flatnonzero(differs.any(axis=0))
+    if rows.size == 0 or cols.size == 0:
+        return gray, (0.0, 0.0, 0.0, 0.0)
+    top, bottom = int(rows[0]), int(rows[-1]) + 1
+    left, right = int(cols[0]), int(cols[-1]) + 1
+    if (bottom - top) < min_keep * h or (right - left) < min_keep * w:
+        return gray, (0.0, 0.0, 0.0, 0.0)
+    if top == 0 and left == 0 and bottom == h and right == w:
+        return gray, (0.0, 0.0, 0.0, 0.0)
+    return gray[top:bottom, left:right], (left / w, top / h, (w - right) / w, (h - bottom) / h)
+
+
+def image_quality(gray: GrayArray) -> float:
+    """0-100 score of how much structure an image has (in the spirit of PDQ's quality metric).
+
+    Mean absolute gradient on a 64x64 downsample, scaled so that a typical photo or a logo on a
+    plain background scores well above 20 and a blank or near-uniform image scores below 5.
+    """
+    small = _resize(gray, 64, 64)
+    gx = np.abs(np.diff(small, axis=1)).mean()
+    gy = np.abs(np.diff(small, axis=0)).mean()
+    return float(min(100.0, (gx + gy) * 10.0))
+
+
+def _resize(gray: GrayArray, width: int, height: int) -> GrayArray:
+    img = Image.fromarray(gray.astype(np.float32), mode="F")
+    return np.asarray(img.resize((width, height), Image.Resampling.BOX), dtype=np.float32)
+
+
+_DCT_CACHE: dict[int, npt.NDArray[np.float64]] = {}
+
+
+def _dct_matrix(n: int = 32, keep: int = 8) -> npt.NDArray[np.float64]:
+    """Rows 0..keep-1 of the orthonormal DCT-II matrix of size n (cached)."""
+    mat = _DCT_CACHE.get(n)
+    if mat is None:
+        k = np.arange(keep)[:, None]
+        i = np.arange(n)[None, :]
+        mat = np.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2.0 / n)
+        mat[0, :] /= math.sqrt(2.0)
+        _DCT_CACHE[n] = mat
+    return mat
+
+
+def _pack_bits(bits: npt.NDArray[np.bool_]) -> int:
+    value = 0
+    for b in bits.ravel():
+        value = (value << 1) | int(b)
+    return value
+
+
+def dct_hash(gray: GrayArray) -> int:
+    """64-bit DCT perceptual hash: 32x32 box downsample, 2-D DCT, 8x8 low band vs its median."""
+    small = _resize(gray, 32, 32).astype(np.float64)
+    d = _dct_matrix()
+    low = d @ small @ d.T
+    return _pack_bits(low > np.median(low))
+
+
+def _crop(gray: GrayArray, box: tuple[float, float, float, float]) -> GrayArray:
+    """Crop by fractions (left, top, right, bottom) of the image size."""
+    h, w = gray.shape
+    l, t, r, b = box
+    x0, y0 = round(l * w), round(t * h)
+    x1, y1 = max(x0 + 8, round((1 - r) * w)), max(y0 + 8, round((1 - b) * h))
+    return gray[y0:y1, x0:x1]
+
+
+def _rotate(gray: GrayArray, degrees: float) -> GrayArray:
+    img = Image.fromarray(gray, mode="F")
+    rotated = img.rotate(degrees, resample=Image.Resampling.BILINEAR, expand=False, fillcolor=255.0)
+    arr = np.asarray(rotated, dtype=np.float32)
+    return trim_uniform_border(arr)[0]
+
+
+def _crop_boxes() -> list[tuple[str, tuple[float, float, float, float]]]:
+    boxes: list[tuple[str, tuple[float, float, float, float]]] = []
+    for f in (0.05, 0.10, 0.15, 0.20):
+        pct = round(f * 100)
+        boxes.append((f"crop{pct}", (f, f, f, f)))
+        # Off-centre: the same area lost, all of it on one side (and its corner combinations).
+        g = 2 * f
+        boxes.append((f"crop{pct}-l", (g, f, 0.0, f)))
+        boxes.append((f"crop{pct}-r", (0.0, f, g, f)))
+        boxes.append((f"crop{pct}-t", (f, g, f, 0.0)))
+        boxes.append((f"crop{pct}-b", (f, 0.0, f, g)))
+    return boxes
+
+
+REFERENCE_ROTATIONS: tuple[float, ...] = (-6.0, -3.0, 3.0, 6.0)
+
+
+def reference_variants(gray: GrayArray) -> list[tuple[str, GrayArray]]:
+    """The transformed views of a reference whose hashes are stored in the index."""
+    views: list[tuple[str, GrayArray]] = [("orig", gray)]
+    for name, box in _crop_boxes():
+        views.append((name, trim_uniform_border(_crop(gray, box))[0]))
+    for deg in REFERENCE_ROTATIONS:
+        views.append((f"rot{deg:+.0f}", _rotate(gray, deg)))
+    return views
+
+
+def hash_reference(image: DecodedImage) -> list[HashVariant]:
+    """Hashes stored for a reference: every variant and its mirror image."""
+    out: list[HashVariant] = []
+    for name, view in reference_variants(image.gray):
+        out.append(HashVariant(name, dct_hash(view)))
+        out.append(HashVariant(f"{name}+mirror", dct_hash(view[:, ::-1])))
+    return _dedupe(out)
+
+
+def hash_query(image: DecodedImage) -> list[HashVariant]:
+    """Hashes computed for a listing image: the image as it is."""
+    return [HashVariant("orig", dct_hash(image.gray))]
+
+
+def _dedupe(hashes: Sequence[HashVariant]) -> list[HashVariant]:
+    seen: set[int] = set()
+    out: list[HashVariant] = []
+    for h in hashes:
+        if h.value not in seen:
+            seen.add(h.value)
+            out.append(h)
+    return out
+
+
+def hamming(a: int, b: int) -> int:
+    """Hamming distance between two 64-bit hashes."""
+    return (a ^ b).bit_count()
