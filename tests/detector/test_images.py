@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from detector import images
+from tests.support.images import flat_image, png_bomb, product_photo
+
+
+def _decode(data: bytes, **kw: object) -> images.DecodedImage:
+    return images.decode(data, images.ImageLimits(), **kw)  # type: ignore[arg-type]
+
+
+def _reencode(img: Image.Image, fmt: str = "JPEG", **kw: object) -> bytes:
+    out = io.BytesIO()
+    img.save(out, format=fmt, **kw)
+    return out.getvalue()
+
+
+def test_same_image_same_hash_across_resize_and_recompression() -> None:
+    data = product_photo(1, 800)
+    img = Image.open(io.BytesIO(data))
+    base = images.dct_hash(_decode(data).gray)
+    small = _reencode(img.resize((300, 300)), quality=60)
+    assert images.hamming(base, images.dct_hash(_decode(small).gray)) <= 6
+
+
+def test_different_images_far_apart() -> None:
+    hashes = [images.dct_hash(_decode(product_photo(s)).gray) for s in range(20)]
+    dists = [images.hamming(a, b) for i, a in enumerate(hashes) for b in hashes[i + 1 :]]
+    assert min(dists) > 10
+
+
+def test_draft_decoding_agrees_with_full_decode() -> None:
+    data = product_photo(5, 1000)
+    full = images.dct_hash(_decode(data, draft=False).gray)
+    fast = images.dct_hash(_decode(data, draft=True).gray)
+    assert images.hamming(full, fast) <= 4
+
+
+def test_uniform_border_is_trimmed() -> None:
+    data = product_photo(2, 400)
+    img = Image.open(io.BytesIO(data))
+    padded = ImageOps.expand(img, border=60, fill=(255, 255, 255))
+    a = _decode(data)
+    b = _decode(_reencode(padded, quality=95))
+    assert b.trimmed[0] > 0.1
+    assert images.hamming(images.dct_hash(a.gray), images.dct_hash(b.gray)) <= 6
+
+
+def test_alpha_is_flattened_onto_white() -> None:
+    rgba = Image.new("RGBA", (200, 200), (0, 0, 0, 0))
+    rgba.paste(Image.open(io.BytesIO(product_photo(8, 100))), (50, 50))
+    dec = _decode(_reencode(rgba, "PNG"))
+    # the transparent surround became white and was trimmed away as a uniform border
+    assert dec.trimmed[0] > 0.2
+
+
+def test_exif_orientation_applied() -> None:
+    img = Image.open(io.BytesIO(product_photo(3, 300))).resize((400, 200))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW on display
+    rotated_on_display = _reencode(img, exif=exif, quality=95)
+    upright = _reencode(img.transpose(Image.Transpose.ROTATE_270), quality=95)
+    a, b = _decode(rotated_on_display), _decode(upright)
+    assert a.gray.shape == b.gray.shape
+    assert images.hamming(images.dct_hash(a.gray), images.dct_hash(b.gray)) <= 4
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "not_an_image"),
+        (b"plain text", "not_an_image"),
+        (b"<html><body>hi</body></html>", "not_an_image"),
+        (b'<svg xmlns="http://www.w3.org/2000/svg"></svg>', "not_an_image"),
+        (flat_image(), "too_flat"),
+    ],
+)
+def test_rejections_have_codes(data: bytes, code: str) -> None:
+    with pytest.raises(images.ImageRejected) as err:
+        _decode(data)
+    assert err.value.code == code
+    assert err.value.reason
+
+
+def test_truncated_jpeg_and_bomb() -> None:
+    with pytest.raises(images.ImageRejected) as err:
+        _decode(product_photo(4, 600)[:3000])
+    assert err.value.code == "truncated"
+    with pytest.raises(images.ImageRejected) as err:
+        _decode(png_bomb())
+    assert err.value.code == "too_many_pixels"
+    assert "30000x30000" in err.value.reason or "pixels" in err.value.reason
+
+
+def test_pixel_limit_is_ours_not_pillows() -> None:
+    data = product_photo(1, 400)
+    with pytest.raises(images.ImageRejected) as err:
+        images.decode(data, images.ImageLimits(max_pixels=100_000))
+    assert err.value.code == "too_many_pixels"
+
+
+def test_sixteen_bit_and_cmyk_images() -> None:
+    base = np.asarray(Image.open(io.BytesIO(product_photo(9))).convert("L"), dtype=np.uint16)
+    img16 = Image.fromarray(base * 256)
+    assert img16.mode == "I;16"
+    dec16 = _decode(_reencode(img16, "PNG"))
+    dec8 = _decode(_reencode(Image.fromarray(base.astype(np.uint8)), "PNG"))
+    assert images.hamming(images.dct_hash(dec16.gray), images.dct_hash(dec8.gray)) <= 4
+    cmyk = Image.open(io.BytesIO(product_photo(9))).convert("CMYK")
+    assert _decode(_reencode(cmyk, "JPEG")).quality > 5
+
+
+def test_reference_variants_cover_mirror() -> None:
+    data = product_photo(6, 500)
+    ref = images.hash_reference(_decode(data))
+    mirrored = _reencode(Image.open(io.BytesIO(data)).transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+    q = images.hash_query(_decode(mirrored))[0].value
+    best = min(ref, key=lambda h: images.hamming(h.value, q))
+    assert images.hamming(best.value, q) <= 6
+    assert "mirror" in best.variant
