@@ -39,8 +39,11 @@ def readyz(ctx: ContextDep) -> JSONResponse:
     body = {"status": "ready" if ready else "not_ready", "checks": checks}
     if not ready:
         return JSONResponse(
-            {"error": "not_ready", "detail": "; ".join(f"{k}: {v}" for k, v in checks.items()),
-             **body},
+            {
+                "error": "not_ready",
+                "detail": "; ".join(f"{k}: {v}" for k, v in checks.items()),
+                **body,
+            },
             status_code=503,
             headers={"Retry-After": "5"},
         )

@@ -33,5 +33,8 @@ class PageInfo(BaseModel):
     def of(cls, page: Page, total: int, returned: int) -> PageInfo:
         nxt = page.offset + returned
         return cls(
-            total=total, limit=page.limit, offset=page.offset, next_offset=nxt if nxt < total else None
+            total=total,
+            limit=page.limit,
+            offset=page.offset,
+            next_offset=nxt if nxt < total else None,
         )

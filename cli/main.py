@@ -74,7 +74,9 @@ def _cmd_keys_create(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     print(key)
-    print(f"(key id {row.id}, role {row.role}; store it now: it is not shown again)", file=sys.stderr)
+    print(
+        f"(key id {row.id}, role {row.role}; store it now: it is not shown again)", file=sys.stderr
+    )
     return 0
 
 

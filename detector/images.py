@@ -268,8 +268,8 @@ def dct_hash(gray: GrayArray) -> int:
 def _crop(gray: GrayArray, box: tuple[float, float, float, float]) -> GrayArray:
     """Crop by fractions (left, top, right, bottom) of the image size."""
     h, w = gray.shape
-    l, t, r, b = box
-    x0, y0 = round(l * w), round(t * h)
+    left, t, r, b = box
+    x0, y0 = round(left * w), round(t * h)
     x1, y1 = max(x0 + 8, round((1 - r) * w)), max(y0 + 8, round((1 - b) * h))
     return gray[y0:y1, x0:x1]
 

@@ -38,7 +38,7 @@ class AuditRepository:
         self.session.flush()
         return event
 
-    def list(
+    def page(
         self, *, brand_id: str | None = None, limit: int = 100, offset: int = 0
     ) -> tuple[list[AuditEvent], int]:
         query = select(AuditEvent)

@@ -55,7 +55,7 @@ class BrandRepository:
     def get(self, brand_id: str) -> Brand | None:
         return self.session.get(Brand, brand_id)
 
-    def list(
+    def page(
         self, *, limit: int, offset: int, only_ids: Sequence[str] | None = None
     ) -> tuple[list[Brand], int]:
         query = select(Brand)

@@ -116,7 +116,7 @@ class ApiKeyRepository:
     def get(self, key_id: str) -> ApiKey | None:
         return self.session.get(ApiKey, key_id)
 
-    def list(self, *, limit: int, offset: int) -> tuple[list[ApiKey], int]:
+    def page(self, *, limit: int, offset: int) -> tuple[list[ApiKey], int]:
         from sqlalchemy import func
 
         total = self.session.scalar(select(func.count()).select_from(ApiKey)) or 0

@@ -96,7 +96,7 @@ class ReferenceRepository:
     def get_any(self, reference_id: str) -> Reference | None:
         return self.session.get(Reference, reference_id)
 
-    def list(self, brand_id: str, *, limit: int, offset: int) -> tuple[list[Reference], int]:
+    def page(self, brand_id: str, *, limit: int, offset: int) -> tuple[list[Reference], int]:
         total = (
             self.session.scalar(
                 select(func.count()).select_from(Reference).where(Reference.brand_id == brand_id)
@@ -159,9 +159,7 @@ class ReferenceRepository:
             if not reference_ids:
                 return []
             query = query.where(ReferenceHash.reference_id.in_(reference_ids))
-        return [
-            HashRow(r[0], r[1], r[2], to_unsigned64(r[3])) for r in self.session.execute(query)
-        ]
+        return [HashRow(r[0], r[1], r[2], to_unsigned64(r[3])) for r in self.session.execute(query)]
 
     def count(self) -> int:
         return self.session.scalar(select(func.count()).select_from(Reference)) or 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -45,7 +45,10 @@ def new_id() -> str:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSON,
+    }
 
 
 class ApiKey(Base):
@@ -93,7 +96,9 @@ class Reference(Base):
     """An official product image of a brand. The bytes live in the blob store under ``sha256``."""
 
     __tablename__ = "reference_images"
-    __table_args__ = (UniqueConstraint("brand_id", "sha256", name="uq_reference_images_brand_sha256"),)
+    __table_args__ = (
+        UniqueConstraint("brand_id", "sha256", name="uq_reference_images_brand_sha256"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     brand_id: Mapped[str] = mapped_column(ForeignKey("brands.id", ondelete="CASCADE"), index=True)

@@ -42,8 +42,9 @@ class _Template:
             upgrade(f"sqlite:///{self.path}")
         else:
             base = os.environ[PG_ENV]
-            self.admin = create_engine(_pg_url(base, make_url(base).database or "postgres"),
-                                       isolation_level="AUTOCOMMIT")
+            self.admin = create_engine(
+                _pg_url(base, make_url(base).database or "postgres"), isolation_level="AUTOCOMMIT"
+            )
             self.base = base
             self.template = f"fg_tpl_{self.tag}"
             with self.admin.connect() as conn:

@@ -36,14 +36,18 @@ def create_key(session: Session, actor: Principal, body: KeyCreate) -> KeyCreate
         raise Unprocessable("only brand keys are bound to a brand", code="brand_not_allowed")
     row, key = ApiKeyRepository(session).create(body.role, body.brand_id, body.name)
     AuditRepository(session).record(
-        "key.create", "api_key", row.id, actor_key_id=actor.key_id, brand_id=row.brand_id,
+        "key.create",
+        "api_key",
+        row.id,
+        actor_key_id=actor.key_id,
+        brand_id=row.brand_id,
         detail={"role": row.role},
     )
     return KeyCreated(id=row.id, key=key, role=body.role, brand_id=row.brand_id, name=row.name)
 
 
 def list_keys(session: Session, limit: int, offset: int) -> tuple[list[KeyOut], int]:
-    rows, total = ApiKeyRepository(session).list(limit=limit, offset=offset)
+    rows, total = ApiKeyRepository(session).page(limit=limit, offset=offset)
     return [key_out(r) for r in rows], total
 
 

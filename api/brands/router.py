@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Response, UploadFile, status
 
 from api.brands import service
 from api.brands.schemas import (
@@ -16,7 +16,7 @@ from api.brands.schemas import (
     ReferenceOut,
     UploadResult,
 )
-from api.deps import AdminKey, BrandKey, ContextDep, SessionDep
+from api.deps import AdminKey, BrandKey, ContextDep, Principal, SessionDep, require_role
 from api.errors import (
     AUTH_ERRORS,
     Conflict,
@@ -27,8 +27,6 @@ from api.errors import (
     error_responses,
 )
 from api.pagination import PageDep, PageInfo
-from api.deps import Principal, require_role
-from fastapi import Depends
 
 router = APIRouter(prefix="/v1/brands", tags=["brands"])
 
@@ -69,7 +67,7 @@ def get_brand(brand_id: str, session: SessionDep, principal: BrandKey) -> BrandO
 def update_brand(
     brand_id: str, body: BrandPatch, session: SessionDep, principal: BrandKey
 ) -> BrandOut:
-    """Change a brand's aliases, authorised sellers or reference price (name and thresholds: admin)."""
+    """Change a brand's aliases, sellers or reference price (name and thresholds: admin)."""
     return service.update_brand(session, principal, brand_id, body)
 
 

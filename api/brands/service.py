@@ -57,7 +57,9 @@ def brand_out(brand: Brand, reference_count: int | None = None) -> BrandOut:
     )
 
 
-def reference_out(ref: Reference, status: str | None = None, n_hashes: int | None = None) -> ReferenceOut:
+def reference_out(
+    ref: Reference, status: str | None = None, n_hashes: int | None = None
+) -> ReferenceOut:
     return ReferenceOut(
         id=ref.id,
         brand_id=ref.brand_id,
@@ -74,9 +76,7 @@ def reference_out(ref: Reference, status: str | None = None, n_hashes: int | Non
         created_at=ref.created_at,
         status=status,  # type: ignore[arg-type]
         hashes=(
-            HashInfo(
-                algorithm=images.ALGORITHM, version=images.ALGORITHM_VERSION, count=n_hashes
-            )
+            HashInfo(algorithm=images.ALGORITHM, version=images.ALGORITHM_VERSION, count=n_hashes)
             if n_hashes is not None
             else None
         ),
@@ -118,7 +118,11 @@ def create_brand(session: Session, actor: Principal, body: BrandCreate) -> Brand
     except BrandNameTaken as exc:
         raise Conflict(str(exc), code="brand_exists") from exc
     AuditRepository(session).record(
-        "brand.create", "brand", brand.id, actor_key_id=actor.key_id, brand_id=brand.id,
+        "brand.create",
+        "brand",
+        brand.id,
+        actor_key_id=actor.key_id,
+        brand_id=brand.id,
         detail={"name": brand.name},
     )
     return brand_out(brand, 0)
@@ -128,13 +132,11 @@ def list_brands(
     session: Session, principal: Principal, limit: int, offset: int
 ) -> tuple[list[BrandOut], int]:
     only = None if principal.is_admin else ([principal.brand_id] if principal.brand_id else [])
-    rows, total = BrandRepository(session).list(limit=limit, offset=offset, only_ids=only)
+    rows, total = BrandRepository(session).page(limit=limit, offset=offset, only_ids=only)
     return [brand_out(b) for b in rows], total
 
 
-def update_brand(
-    session: Session, actor: Principal, brand_id: str, body: BrandPatch
-) -> BrandOut:
+def update_brand(session: Session, actor: Principal, brand_id: str, body: BrandPatch) -> BrandOut:
     brand = get_brand(session, actor, brand_id)
     fields = body.model_fields_set
     if not actor.is_admin and ({"name", "review_threshold", "block_threshold"} & fields):
@@ -164,7 +166,11 @@ def update_brand(
     _check_thresholds(brand.review_threshold, brand.block_threshold)
     session.flush()
     AuditRepository(session).record(
-        "brand.update", "brand", brand.id, actor_key_id=actor.key_id, brand_id=brand.id,
+        "brand.update",
+        "brand",
+        brand.id,
+        actor_key_id=actor.key_id,
+        brand_id=brand.id,
         detail={"fields": sorted(fields)},
     )
     return brand_out(brand)
@@ -174,7 +180,11 @@ def delete_brand(session: Session, actor: Principal, brand_id: str) -> None:
     brand = get_brand(session, actor, brand_id)
     removed = BrandRepository(session).delete(brand)
     AuditRepository(session).record(
-        "brand.delete", "brand", brand_id, actor_key_id=actor.key_id, brand_id=brand_id,
+        "brand.delete",
+        "brand",
+        brand_id,
+        actor_key_id=actor.key_id,
+        brand_id=brand_id,
         detail={"name": brand.name, "references_removed": removed},
     )
 
@@ -265,11 +275,17 @@ def upload_references(
         )
         if created:
             audit.record(
-                "reference.create", "reference", row.id, actor_key_id=actor.key_id,
-                brand_id=brand_id, detail={"sha256": digest, "filename": name},
+                "reference.create",
+                "reference",
+                row.id,
+                actor_key_id=actor.key_id,
+                brand_id=brand_id,
+                detail={"sha256": digest, "filename": name},
             )
         results.append(
-            reference_out(row, "created" if created else "existing", len(hashes) if created else None)
+            reference_out(
+                row, "created" if created else "existing", len(hashes) if created else None
+            )
         )
     return UploadResult(references=results, errors=errors)
 
@@ -278,7 +294,7 @@ def list_references(
     session: Session, principal: Principal, brand_id: str, limit: int, offset: int
 ) -> tuple[list[ReferenceOut], int]:
     get_brand(session, principal, brand_id)
-    rows, total = ReferenceRepository(session).list(brand_id, limit=limit, offset=offset)
+    rows, total = ReferenceRepository(session).page(brand_id, limit=limit, offset=offset)
     return [reference_out(r) for r in rows], total
 
 
@@ -289,7 +305,9 @@ def _get_reference(session: Session, principal: Principal, brand_id: str, ref_id
     return ref
 
 
-def get_reference(session: Session, principal: Principal, brand_id: str, ref_id: str) -> ReferenceOut:
+def get_reference(
+    session: Session, principal: Principal, brand_id: str, ref_id: str
+) -> ReferenceOut:
     get_brand(session, principal, brand_id)
     return reference_out(_get_reference(session, principal, brand_id, ref_id))
 
@@ -299,7 +317,11 @@ def delete_reference(session: Session, actor: Principal, brand_id: str, ref_id: 
     ref = _get_reference(session, actor, brand_id, ref_id)
     ReferenceRepository(session).delete(ref)
     AuditRepository(session).record(
-        "reference.delete", "reference", ref_id, actor_key_id=actor.key_id, brand_id=brand_id,
+        "reference.delete",
+        "reference",
+        ref_id,
+        actor_key_id=actor.key_id,
+        brand_id=brand_id,
         detail={"sha256": ref.sha256},
     )
 
@@ -316,6 +338,8 @@ def reference_image(
     except BlobStoreError as exc:
         raise ServiceUnavailable(str(exc), code="blob_store_unavailable") from exc
     if data is None:
-        raise NotFound(f"the image bytes of reference {ref_id} are missing from the blob store",
-                       code="blob_missing")
+        raise NotFound(
+            f"the image bytes of reference {ref_id} are missing from the blob store",
+            code="blob_missing",
+        )
     return data, ref.content_type or "application/octet-stream"

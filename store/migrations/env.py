@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 from store.db import make_engine
 from store.tables import Base
 

@@ -16,24 +16,31 @@ from tests.api.conftest import ADMIN_KEY, Api
 from tests.support.images import product_photo
 
 ADMIN, INGEST, REVIEWER, BRAND_OWN, BRAND_OTHER = (
-    "admin", "ingest", "reviewer", "brand_own", "brand_other",
+    "admin",
+    "ingest",
+    "reviewer",
+    "brand_own",
+    "brand_other",
 )
 ROLES = (None, ADMIN, INGEST, REVIEWER, BRAND_OWN, BRAND_OTHER)
 
 
 @dataclass
 class World:
-    own: dict[str, Any]      # brand A (the brand key's own)
-    other: dict[str, Any]    # brand B
+    own: dict[str, Any]  # brand A (the brand key's own)
+    other: dict[str, Any]  # brand B
     own_ref: str
     other_ref: str
     keys: dict[str, str]
-    victim_key: str          # a key id an admin may revoke
+    victim_key: str  # a key id an admin may revoke
 
 
 def _upload(api: Api, brand_id: str, seed: int) -> str:
-    r = api.call("POST", f"/v1/brands/{brand_id}/references",
-                 files=[("files", (f"{seed}.jpg", product_photo(seed, 160), "image/jpeg"))])
+    r = api.call(
+        "POST",
+        f"/v1/brands/{brand_id}/references",
+        files=[("files", (f"{seed}.jpg", product_photo(seed, 160), "image/jpeg"))],
+    )
     assert r.status_code == 201, r.text
     ref_id: str = r.json()["references"][0]["id"]
     return ref_id
@@ -42,12 +49,17 @@ def _upload(api: Api, brand_id: str, seed: int) -> str:
 def make_world(api: Api, seed: int) -> World:
     own = api.brand(f"Own {uuid.uuid4().hex[:6]}")
     other = api.brand(f"Other {uuid.uuid4().hex[:6]}")
-    keys = {ADMIN: ADMIN_KEY, INGEST: api.key("ingest"), REVIEWER: api.key("reviewer"),
-            BRAND_OWN: api.key("brand", own["id"])}
+    keys = {
+        ADMIN: ADMIN_KEY,
+        INGEST: api.key("ingest"),
+        REVIEWER: api.key("reviewer"),
+        BRAND_OWN: api.key("brand", own["id"]),
+    }
     keys[BRAND_OTHER] = keys[BRAND_OWN]
     victim = api.call("POST", "/v1/keys", json={"role": "ingest"}).json()["id"]
-    return World(own, other, _upload(api, own["id"], seed), _upload(api, other["id"], seed + 1),
-                 keys, victim)
+    return World(
+        own, other, _upload(api, own["id"], seed), _upload(api, other["id"], seed + 1), keys, victim
+    )
 
 
 Request = Callable[[World, str], tuple[str, str, dict[str, Any]]]
@@ -62,36 +74,59 @@ def ref_of(w: World, role: str) -> str:
 
 
 MATRIX: dict[tuple[str, str], tuple[set[str], Request]] = {
-    ("POST", "/v1/keys"): ({ADMIN}, lambda w, r: ("POST", "/v1/keys", {"json": {"role": "ingest"}})),
+    ("POST", "/v1/keys"): (
+        {ADMIN},
+        lambda w, r: ("POST", "/v1/keys", {"json": {"role": "ingest"}}),
+    ),
     ("GET", "/v1/keys"): ({ADMIN}, lambda w, r: ("GET", "/v1/keys", {})),
     ("DELETE", "/v1/keys/{key_id}"): (
-        {ADMIN}, lambda w, r: ("DELETE", f"/v1/keys/{w.victim_key}", {})),
+        {ADMIN},
+        lambda w, r: ("DELETE", f"/v1/keys/{w.victim_key}", {}),
+    ),
     ("POST", "/v1/brands"): (
-        {ADMIN}, lambda w, r: ("POST", "/v1/brands", {"json": {"name": uuid.uuid4().hex}})),
-    ("GET", "/v1/brands"): ({ADMIN, BRAND_OWN, BRAND_OTHER}, lambda w, r: ("GET", "/v1/brands", {})),
+        {ADMIN},
+        lambda w, r: ("POST", "/v1/brands", {"json": {"name": uuid.uuid4().hex}}),
+    ),
+    ("GET", "/v1/brands"): (
+        {ADMIN, BRAND_OWN, BRAND_OTHER},
+        lambda w, r: ("GET", "/v1/brands", {}),
+    ),
     ("GET", "/v1/brands/{brand_id}"): (
-        {ADMIN, BRAND_OWN}, lambda w, r: ("GET", f"/v1/brands/{brand_path(w, r)}", {})),
+        {ADMIN, BRAND_OWN},
+        lambda w, r: ("GET", f"/v1/brands/{brand_path(w, r)}", {}),
+    ),
     ("PATCH", "/v1/brands/{brand_id}"): (
         {ADMIN, BRAND_OWN},
-        lambda w, r: ("PATCH", f"/v1/brands/{brand_path(w, r)}", {"json": {"aliases": ["x"]}})),
+        lambda w, r: ("PATCH", f"/v1/brands/{brand_path(w, r)}", {"json": {"aliases": ["x"]}}),
+    ),
     ("DELETE", "/v1/brands/{brand_id}"): (
-        {ADMIN}, lambda w, r: ("DELETE", f"/v1/brands/{brand_path(w, r)}", {})),
+        {ADMIN},
+        lambda w, r: ("DELETE", f"/v1/brands/{brand_path(w, r)}", {}),
+    ),
     ("POST", "/v1/brands/{brand_id}/references"): (
         {ADMIN, BRAND_OWN},
-        lambda w, r: ("POST", f"/v1/brands/{brand_path(w, r)}/references",
-                      {"files": [("files", ("n.jpg", product_photo(99, 160), "image/jpeg"))]})),
+        lambda w, r: (
+            "POST",
+            f"/v1/brands/{brand_path(w, r)}/references",
+            {"files": [("files", ("n.jpg", product_photo(99, 160), "image/jpeg"))]},
+        ),
+    ),
     ("GET", "/v1/brands/{brand_id}/references"): (
         {ADMIN, BRAND_OWN},
-        lambda w, r: ("GET", f"/v1/brands/{brand_path(w, r)}/references", {})),
+        lambda w, r: ("GET", f"/v1/brands/{brand_path(w, r)}/references", {}),
+    ),
     ("GET", "/v1/brands/{brand_id}/references/{reference_id}"): (
         {ADMIN, BRAND_OWN},
-        lambda w, r: ("GET", f"/v1/brands/{brand_path(w, r)}/references/{ref_of(w, r)}", {})),
+        lambda w, r: ("GET", f"/v1/brands/{brand_path(w, r)}/references/{ref_of(w, r)}", {}),
+    ),
     ("GET", "/v1/brands/{brand_id}/references/{reference_id}/image"): (
         {ADMIN, BRAND_OWN, REVIEWER},
-        lambda w, r: ("GET", f"/v1/brands/{brand_path(w, r)}/references/{ref_of(w, r)}/image", {})),
+        lambda w, r: ("GET", f"/v1/brands/{brand_path(w, r)}/references/{ref_of(w, r)}/image", {}),
+    ),
     ("DELETE", "/v1/brands/{brand_id}/references/{reference_id}"): (
         {ADMIN, BRAND_OWN},
-        lambda w, r: ("DELETE", f"/v1/brands/{brand_path(w, r)}/references/{ref_of(w, r)}", {})),
+        lambda w, r: ("DELETE", f"/v1/brands/{brand_path(w, r)}/references/{ref_of(w, r)}", {}),
+    ),
 }
 
 
@@ -113,8 +148,11 @@ def test_route_allows_exactly_its_roles(api: Api, route: tuple[str, str]) -> Non
         world = make_world(api, seed=i * 10)
         method, path, kw = make(world, role or ADMIN)
         r = api.call(method, path, key=world.keys[role] if role else None, **kw)
-        body = r.json() if r.content and r.headers.get("content-type", "").startswith(
-            "application/json") else {}
+        body = (
+            r.json()
+            if r.content and r.headers.get("content-type", "").startswith("application/json")
+            else {}
+        )
         if role is None:
             assert r.status_code == 401, (role, r.status_code, r.text)
             assert body["error"] == "unauthorized"

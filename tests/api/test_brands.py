@@ -9,8 +9,9 @@ from tests.api.conftest import Api
 from tests.support.images import flat_image, png_bomb, product_photo
 
 
-def upload(api: Api, brand_id: str, files: list[tuple[str, bytes]], key: str | None = None,
-           **form: str):
+def upload(
+    api: Api, brand_id: str, files: list[tuple[str, bytes]], key: str | None = None, **form: str
+):
     from tests.api.conftest import ADMIN_KEY
 
     return api.call(
@@ -24,15 +25,20 @@ def upload(api: Api, brand_id: str, files: list[tuple[str, bytes]], key: str | N
 
 def test_create_get_update_delete_brand(api: Api) -> None:
     brand = api.brand(
-        "Nike", aliases=["耐克", "Nike Inc"], authorized_sellers=["seller-1"],
+        "Nike",
+        aliases=["耐克", "Nike Inc"],
+        authorized_sellers=["seller-1"],
         reference_price={"amount": 120, "currency": "usd"},
     )
     assert brand["reference_price"] == {"amount": 120.0, "currency": "USD"}
     assert brand["aliases"] == ["耐克", "Nike Inc"]
     got = api.call("GET", f"/v1/brands/{brand['id']}").json()
     assert got["name"] == "Nike"
-    r = api.call("PATCH", f"/v1/brands/{brand['id']}",
-                 json={"authorized_sellers": ["s1", "s2", "s1"], "reference_price": None})
+    r = api.call(
+        "PATCH",
+        f"/v1/brands/{brand['id']}",
+        json={"authorized_sellers": ["s1", "s2", "s1"], "reference_price": None},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["authorized_sellers"] == ["s1", "s2"]
     assert r.json()["reference_price"] is None
@@ -53,22 +59,28 @@ def test_brand_names_unique_case_insensitively(api: Api) -> None:
 
 
 def test_malformed_payloads_are_422_with_one_shape(api: Api) -> None:
-    for body in ({}, {"name": ""}, {"name": "X", "reference_price": {"amount": -1, "currency": "USD"}},
-                 {"name": "X", "reference_price": {"amount": 1, "currency": "dollars"}},
-                 {"name": "X", "unknown": 1}):
+    for body in (
+        {},
+        {"name": ""},
+        {"name": "X", "reference_price": {"amount": -1, "currency": "USD"}},
+        {"name": "X", "reference_price": {"amount": 1, "currency": "dollars"}},
+        {"name": "X", "unknown": 1},
+    ):
         r = api.call("POST", "/v1/brands", json=body)
         assert r.status_code == 422, body
         assert r.json()["error"] == "validation_error"
         assert r.json()["detail"]
-    r = api.call("POST", "/v1/brands", content=b"{not json",
-                 headers={"content-type": "application/json"})
+    r = api.call(
+        "POST", "/v1/brands", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 422
     assert r.json()["error"] == "validation_error"
 
 
 def test_thresholds_must_be_ordered(api: Api) -> None:
-    r = api.call("POST", "/v1/brands", json={"name": "X", "review_threshold": 0.9,
-                                              "block_threshold": 0.5})
+    r = api.call(
+        "POST", "/v1/brands", json={"name": "X", "review_threshold": 0.9, "block_threshold": 0.5}
+    )
     assert r.status_code == 422
     assert r.json()["error"] == "invalid_thresholds"
 
@@ -104,7 +116,10 @@ def test_upload_dozen_list_delete(api: Api) -> None:
     r = api.call("DELETE", f"/v1/brands/{brand['id']}/references/{refs[0]['id']}")
     assert r.status_code == 204
     assert api.call("GET", f"/v1/brands/{brand['id']}/references").json()["total"] == 11
-    assert api.call("DELETE", f"/v1/brands/{brand['id']}/references/{refs[0]['id']}").status_code == 404
+    assert (
+        api.call("DELETE", f"/v1/brands/{brand['id']}/references/{refs[0]['id']}").status_code
+        == 404
+    )
 
 
 def test_same_image_twice_returns_existing(api: Api) -> None:
@@ -125,14 +140,18 @@ def test_bad_files_reported_per_file_good_ones_kept(api: Api) -> None:
     brand = api.brand("Nike")
     good = product_photo(7)
     truncated = product_photo(8)[:2000]
-    r = upload(api, brand["id"], [
-        ("notes.txt", b"hello, I am not an image"),
-        ("good.jpg", good),
-        ("cut.jpg", truncated),
-        ("bomb.png", png_bomb()),
-        ("flat.png", flat_image()),
-        ("empty.jpg", b""),
-    ])
+    r = upload(
+        api,
+        brand["id"],
+        [
+            ("notes.txt", b"hello, I am not an image"),
+            ("good.jpg", good),
+            ("cut.jpg", truncated),
+            ("bomb.png", png_bomb()),
+            ("flat.png", flat_image()),
+            ("empty.jpg", b""),
+        ],
+    )
     assert r.status_code == 201, r.text
     body = r.json()
     assert [x["filename"] for x in body["references"]] == ["good.jpg"]
@@ -181,8 +200,9 @@ def test_request_body_cap_is_413(db_url: str, tmp_path) -> None:
 
     settings = make_settings(db_url, tmp_path, max_request_bytes=10_000)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        r = client.post("/v1/brands", content=b"x" * 20_000,
-                        headers={"content-type": "application/json"})
+        r = client.post(
+            "/v1/brands", content=b"x" * 20_000, headers={"content-type": "application/json"}
+        )
         assert r.status_code == 413
         assert r.json()["error"] == "payload_too_large"
 

@@ -24,15 +24,33 @@ def test_catalog_events_and_hashes(db_url: str) -> None:
         repo = ReferenceRepository(s)
         assert repo.catalog_version() == 0
         ref, created = repo.add(
-            Reference(brand_id=brand.id, sha256="a" * 64, format="JPEG", width=1, height=1,
-                      byte_size=1, quality=50.0),
-            [("orig", (1 << 64) - 1), ("mirror", 5)], algorithm="dct64", algorithm_version=1,
+            Reference(
+                brand_id=brand.id,
+                sha256="a" * 64,
+                format="JPEG",
+                width=1,
+                height=1,
+                byte_size=1,
+                quality=50.0,
+            ),
+            [("orig", (1 << 64) - 1), ("mirror", 5)],
+            algorithm="dct64",
+            algorithm_version=1,
         )
         assert created
         dup, created = repo.add(
-            Reference(brand_id=brand.id, sha256="a" * 64, format="JPEG", width=1, height=1,
-                      byte_size=1, quality=50.0),
-            [("orig", 1)], algorithm="dct64", algorithm_version=1,
+            Reference(
+                brand_id=brand.id,
+                sha256="a" * 64,
+                format="JPEG",
+                width=1,
+                height=1,
+                byte_size=1,
+                quality=50.0,
+            ),
+            [("orig", 1)],
+            algorithm="dct64",
+            algorithm_version=1,
         )
         assert not created and dup.id == ref.id
         v1 = repo.catalog_version()
