@@ -28,6 +28,7 @@ index either wholly before or wholly after it.
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from dataclasses import dataclass
 from typing import TypeVar
@@ -49,11 +50,14 @@ N_TABLES = 3
 _MAX_TABLE_BITS = HASH_BITS // N_TABLES  # 21
 # Offsets budget: 3 tables * 4 bytes * 2**t <= _OFFSET_BYTES_PER_ROW * rows.
 _OFFSET_BYTES_PER_ROW = 1.75
-# Use the tables only while they are expected to touch well under the whole segment.
-_MAX_CANDIDATE_FRACTION = 0.25
+# Cost model choosing the tables or a scan, in units of "one row of a brute-force scan"
+# (measured: a scan costs about 1-4 ns a row, a verified candidate 15-30 ns as it is a random
+# access, and the table probes of one search about 50 us of numpy call overhead).
+_CANDIDATE_COST_ROWS = 16
+_SEARCH_OVERHEAD_ROWS = 50_000
 # Upper bound on the elements of one vectorised step (bucket lookups or a query x row block),
 # which bounds the temporary memory of a batch search to tens of megabytes.
-_BLOCK_ELEMENTS = 1 << 18
+_BLOCK_ELEMENTS = 1 << 16
 
 _A = TypeVar("_A", bound=np.ndarray)
 
@@ -348,6 +352,8 @@ class HammingIndex:
         int
             Number of rows removed (0 if the key is unknown).
         """
+        if not -(1 << 31) <= int(ref_key) < 1 << 31:
+            return 0
         key = np.int32(ref_key)
         with self._lock:
             s = self._state
@@ -566,16 +572,22 @@ def _search_flat(hashes: U64, queries: U64, d: int) -> _Found:
     return _cat(found)
 
 
+def _prefer_tables(n: int, t: int, d: int) -> bool:
+    """Whether probing the tables is expected to beat scanning ``n`` uniform random rows."""
+    lookups = sum(math.comb(t, k) for r in _radii(d) for k in range(r + 1))
+    expected_candidates = lookups * n / (1 << t)
+    return expected_candidates * _CANDIDATE_COST_ROWS + _SEARCH_OVERHEAD_ROWS < n
+
+
 def _search_main(main: _Main, queries: U64, d: int) -> _Found:
     n, nq = main.size, queries.shape[0]
     if n == 0 or nq == 0:
         return _empty_found()
-    radii = _radii(d)
-    t = main.t
-    probes = [(i, _flip_masks(t, r)) for i, r in enumerate(radii) if r >= 0]
-    lookups = sum(m.shape[0] for _, m in probes)
-    if lookups * n / (1 << t) > _MAX_CANDIDATE_FRACTION * n:
+    if not _prefer_tables(n, main.t, d):
         return _search_flat(main.hashes, queries, d)
+    radii = _radii(d)
+    probes = [(i, _flip_masks(main.t, r)) for i, r in enumerate(radii) if r >= 0]
+    lookups = sum(m.shape[0] for _, m in probes)
     found: list[_Found] = []
     step = max(1, _BLOCK_ELEMENTS // lookups)
     for start in range(0, nq, step):
@@ -593,16 +605,21 @@ def _probe(main: _Main, queries: U64, d: int, table: int, masks: U32, radii: lis
     nq, nm = queries.shape[0], masks.shape[0]
     keys = (_keys(queries, main.t, table)[:, None] ^ masks[None, :]).ravel()
     starts = offsets[keys].astype(np.int64)
-    lens = offsets[keys + 1].astype(np.int64) - starts
-    per_query = lens.reshape(nq, nm).sum(axis=1)
+    lens = offsets[keys + 1].astype(np.int64)
+    lens -= starts
     pos = _expand_ranges(starts, lens)
-    qid = np.repeat(np.arange(nq, dtype=np.int64), per_query)
     if table == 0:
         rows = pos
     else:
-        lo, hi = main.ids_lo[table - 1], main.ids_hi[table - 1]
-        rows = lo[pos].astype(np.int64) | (hi[pos].astype(np.int64) << 16)
-    x = main.hashes[rows] ^ queries[qid]
+        rows = main.ids_hi[table - 1][pos].astype(np.int64)
+        rows <<= 16
+        rows |= main.ids_lo[table - 1][pos]
+    x = main.hashes[rows]
+    if nq == 1:
+        x ^= queries[0]
+    else:
+        per_query = lens.reshape(nq, nm).sum(axis=1)
+        x ^= np.repeat(queries, per_query)
     dist = np.bitwise_count(x)
     idx = np.flatnonzero(dist <= d)
     if table and idx.size:
@@ -613,4 +630,8 @@ def _probe(main: _Main, queries: U64, d: int, table: int, masks: U32, radii: lis
         for earlier in range(table):
             first &= np.bitwise_count(_keys(xs, main.t, earlier)) > radii[earlier]
         idx = idx[first]
-    return qid[idx], rows[idx], dist[idx]
+    if nq == 1:
+        qid = np.zeros(idx.shape[0], dtype=np.int64)
+    else:
+        qid = np.searchsorted(np.cumsum(per_query), idx, side="right").astype(np.int64)
+    return qid, rows[idx], dist[idx]

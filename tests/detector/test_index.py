@@ -79,8 +79,9 @@ def clustered_hashes(rng: np.random.Generator, n: int) -> np.ndarray:
 @pytest.fixture(params=["tables", "brute"])
 def strategy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Force the bucket tables (even when a scan would be cheaper) or the scan fallback."""
-    fraction = 1e9 if request.param == "tables" else 0.0
-    monkeypatch.setattr(index_module, "_MAX_CANDIDATE_FRACTION", fraction)
+    cost = 0 if request.param == "tables" else 10**12
+    monkeypatch.setattr(index_module, "_CANDIDATE_COST_ROWS", cost)
+    monkeypatch.setattr(index_module, "_SEARCH_OVERHEAD_ROWS", cost)
     yield request.param
 
 
@@ -126,33 +127,35 @@ def test_matches_brute_force_across_mutations(kind: str, seed: int, strategy: st
             model.add(h, r, v)
         else:
             index.compact()
-        near = flip_bits(rng, rng.choice(model.hashes, size=6), 14) if model.hashes.size else []
-        queries = np.concatenate([near, make(rng, 3)]).astype(np.uint64)
+        queries = make(rng, 3)
+        if model.hashes.size:
+            near = flip_bits(rng, rng.choice(model.hashes, size=6), 14)
+            queries = np.concatenate([near, queries])
         d = [0, 1, 3, 8, 10, 12, 16][step % 7]
         check(index, model, queries, d)
     for d in (5, 9, 11, 13, 20, 64):
         check(index, model, flip_bits(rng, rng.choice(model.hashes, size=5), 10), d)
 
 
-def test_tables_are_exercised_at_realistic_size() -> None:
-    """With the default cost model, d <= 12 over 200k rows uses the tables, not the scan."""
+def test_tables_are_used_at_realistic_sizes() -> None:
+    """The default cost model picks the tables at 1M and 10M rows for d <= 12, and the
+    tables give exact results under it at a size where they win for small d."""
+    for n in (1_000_000, 10_000_000):
+        t = index_module._table_bits(n)
+        assert t >= 17
+        for d in (8, 10, 12):
+            assert index_module._prefer_tables(n, t, d), (n, d)
+        assert not index_module._prefer_tables(n, t, 24)
     rng = np.random.default_rng(7)
     n = 200_000
     h = random_hashes(rng, n)
+    refs, variants = np.arange(n, dtype=np.int32), np.zeros(n, dtype=np.uint8)
     index = HammingIndex()
-    index.add(h, np.arange(n, dtype=np.int32), np.zeros(n, dtype=np.uint8))
+    index.add(h, refs, variants)
     model = Model()
-    model.add(h, np.arange(n, dtype=np.int32), np.zeros(n, dtype=np.uint8))
-    main = index._state.main
-    assert main.size == n and main.t >= 14
-    for d in (8, 10, 12):
-        masks = sum(
-            index_module._flip_masks(main.t, r).size for r in index_module._radii(d) if r >= 0
-        )
-        assert masks / (1 << main.t) <= index_module._MAX_CANDIDATE_FRACTION
-    queries = flip_bits(rng, h[:20], 12)
-    for d in (8, 10, 12):
-        check(index, model, queries, d)
+    model.add(h, refs, variants)
+    assert index_module._prefer_tables(n, index._state.main.t, 8)
+    check(index, model, flip_bits(rng, h[:20], 10), 8)
 
 
 def test_sorted_by_distance_then_ref_and_batch_equals_single() -> None:
@@ -184,6 +187,7 @@ def test_remove_and_readd() -> None:
     assert index.remove(2) == 4  # three in main, one in the delta
     assert index.remove(2) == 0
     assert index.remove(99) == 0
+    assert index.remove(2**40) == 0
     assert len(index) == 3
     q = np.array([3, 7], dtype=np.uint64)
     assert [len(m) for m in index.search(q, 0)] == [0, 0]
