@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -103,6 +104,17 @@ class ImageHashes:
         return self.hashes[0].value
 
 
+def _bomb(exc: Exception, limits: ImageLimits) -> ImageRejected:
+    """Pillow's own bomb guard fired (far above our limit): say so in our terms."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+    return ImageRejected(
+        "too_many_pixels",
+        f"image dimensions give {size}; the limit is {limits.max_pixels:,} "
+        "(possible decompression bomb)",
+    )
+
+
 def open_image(data: bytes, limits: ImageLimits) -> Image.Image:
     """Open ``data`` lazily and check format and size before any pixel is decoded."""
     if not data:
@@ -110,7 +122,7 @@ def open_image(data: bytes, limits: ImageLimits) -> Image.Image:
     try:
         img = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
     except Image.DecompressionBombError as exc:
-        raise ImageRejected("too_many_pixels", f"image dimensions are too large: {exc}") from exc
+        raise _bomb(exc, limits) from exc
     except UnidentifiedImageError as exc:
         raise ImageRejected(
             "not_an_image",
@@ -174,7 +186,7 @@ def decode(data: bytes, limits: ImageLimits | None = None, *, draft: bool = True
         if max(gray_img.size) > WORK_SIDE:
             gray_img.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BILINEAR, reducing_gap=2.0)
     except Image.DecompressionBombError as exc:
-        raise ImageRejected("too_many_pixels", f"image dimensions are too large: {exc}") from exc
+        raise _bomb(exc, limits) from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         msg = str(exc)
         code = "truncated" if "truncated" in msg or "end of file" in msg.lower() else "not_an_image"

@@ -94,7 +94,7 @@ def test_truncated_jpeg_and_bomb() -> None:
     with pytest.raises(images.ImageRejected) as err:
         _decode(png_bomb())
     assert err.value.code == "too_many_pixels"
-    assert "30000x30000" in err.value.reason or "pixels" in err.value.reason
+    assert "900,000,000 pixels" in err.value.reason
 
 
 def test_pixel_limit_is_ours_not_pillows() -> None:
