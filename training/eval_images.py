@@ -101,6 +101,7 @@ class EvalImage:
     image_id: str
     role: str  # reference, hard_negative or distractor
     data: bytes
+    kind: str = ""  # finer grouping of negatives for the report (e.g. other_product_logo)
 
 
 @dataclass
@@ -114,6 +115,7 @@ class MatcherResult:
     hard_false_matches: int = 0
     query_seconds: list[float] = field(default_factory=list)
     false_match_ids: list[str] = field(default_factory=list)
+    negatives_by_kind: dict[str, list[int]] = field(default_factory=dict)  # kind -> [false, all]
 
     def recall(self, attack: str) -> float:
         return (
@@ -154,6 +156,9 @@ class MatcherResult:
             "hard_negatives": self.hard_negatives,
             "hard_false_matches": self.hard_false_matches,
             "mean_query_ms": self.mean_query_ms,
+            "false_matches_by_kind": {
+                k: {"false": f, "all": n} for k, (f, n) in sorted(self.negatives_by_kind.items())
+            },
             "false_match_ids": sorted(self.false_match_ids),
         }
 
@@ -213,6 +218,9 @@ def evaluate(
             result.negatives += 1
             hard = neg.role == "hard_negative"
             result.hard_negatives += hard
+            per_kind = result.negatives_by_kind.setdefault(f"{neg.role}/{neg.kind}", [0, 0])
+            per_kind[0] += bool(ids)
+            per_kind[1] += 1
             if ids:
                 result.false_matches += 1
                 result.hard_false_matches += hard
@@ -225,6 +233,11 @@ def evaluate(
 
 def _pct(x: float) -> str:
     return "n/a" if x != x else f"{100 * x:.1f}%"
+
+
+def _ratio(counts: list[int]) -> str:
+    false, total = counts
+    return f"{_pct(false / total if total else float('nan'))} ({false}/{total})"
 
 
 def markdown_table(results: Sequence[MatcherResult], attacks: Sequence[Attack] = ATTACKS) -> str:
@@ -316,6 +329,17 @@ def write_report(
         "",
         *[f"- `{a.name}`: {a.description}" for a in attacks],
         "",
+        "False matches by kind of negative:",
+        "",
+        "| negative | " + " | ".join(r.name for r in results) + " |",
+        "|---|" + "---:|" * len(results),
+        *[
+            f"| {kind} | "
+            + " | ".join(_ratio(r.negatives_by_kind.get(kind, [0, 0])) for r in results)
+            + " |"
+            for kind in sorted({k for r in results for k in r.negatives_by_kind})
+        ],
+        "",
     ]
     (out / "image_eval.md").write_text("\n".join(lines))
     payload = {
@@ -334,8 +358,8 @@ def load_eval_images(
     from training.image_corpus import SYNTHETIC_NOTE, build_corpus
 
     corpus = build_corpus(cache, small=small)
-    refs = [EvalImage(i.image_id, i.role, i.path.read_bytes()) for i in corpus.references]
-    negs = [EvalImage(i.image_id, i.role, i.path.read_bytes()) for i in corpus.negatives]
+    refs = [EvalImage(i.image_id, i.role, i.path.read_bytes(), i.kind) for i in corpus.references]
+    negs = [EvalImage(i.image_id, i.role, i.path.read_bytes(), i.kind) for i in corpus.negatives]
     info = {
         "note": SYNTHETIC_NOTE,
         "root": str(corpus.root),

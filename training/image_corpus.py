@@ -13,9 +13,10 @@ Roles:
 
 - ``reference``: a brand's "official product photo": a logo on a product stand-in on a white or
   light background, or a logo on a natural-photo crop; 800-1200 px, JPEG quality 90.
-- ``hard_negative``: the exact layout of a reference with *another* brand's logo, or without a
-  logo. These must not match the reference: a listing showing the same product shape with a
-  different mark is not a stolen photo.
+- ``hard_negative``: the exact layout of a product-stand-in reference with *another* brand's
+  logo, or without a logo. These must not match the reference: a listing showing the same
+  product shape with a different mark is not a stolen photo. (Photo-based references get no hard
+  negatives: the same photo crop without its mark is still the brand's photo.)
 - ``distractor``: other logos on other products, crops and colour variants of natural photos never
   used in references, random clip-art compositions, gradients with some content.
 
@@ -56,7 +57,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DEFAULT_SEED = 20240611
 DEFAULT_CACHE = Path(".cache/fakeguard/images")
 CACHE_ENV = "FAKEGUARD_IMAGE_CACHE"
@@ -622,9 +623,10 @@ def make_specs(
         spec.image_id = f"{'h' if spec.role == 'hard_negative' else 'd'}{len(negatives):05d}"
         negatives.append(spec)
 
-    for ref in refs:
-        n_other = counts.other_logo_per_ref if ref.kind == "stamp_logo" else 1
-        for slug in rng.sample(others, n_other):
+    # Hard negatives come from product stand-ins only: the same natural-photo crop with its mark
+    # swapped or removed is still the brand's photo (erasing the logo is a counterfeiter's move).
+    for ref in (r for r in refs if r.kind == "stamp_logo"):
+        for slug in rng.sample(others, counts.other_logo_per_ref):
             spec = Spec(**{**asdict(ref), "extras": []})
             spec.role, spec.kind, spec.imitates = (
                 "hard_negative",

@@ -286,6 +286,7 @@ def test_eval_arithmetic_on_a_scripted_matcher() -> None:
     assert (res.hard_negatives, res.hard_false_matches) == (4, 1)
     assert res.hard_false_match_rate == 0.25
     assert sorted(res.false_match_ids) == ["d0", "d1", "h0"]
+    assert res.negatives_by_kind == {"hard_negative/": [1, 4], "distractor/": [2, 6]}
     assert len(res.query_seconds) == 12 + 10
     table = markdown_table([res], [IDENTITY, FLIP])
     assert "| identity | 75.0% |" in table
