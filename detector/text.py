@@ -1210,8 +1210,8 @@ _STYLE_BEFORE: Final = re.compile(
 
 
 def text_features(
-    title: str,
-    description: str,
+    title: str | NormalizedText,
+    description: str | NormalizedText,
     *,
     brands: BrandMatcher | None = None,
     cues: CueMatcher | None = None,
@@ -1219,15 +1219,17 @@ def text_features(
     """Counts per signal family for the classifier; keys are :data:`TEXT_FEATURE_NAMES`.
 
     Without ``brands`` the brand features are 0. The title and the description are scanned
-    separately (``title_*`` features count the title alone) and the counts added up.
+    separately (``title_*`` features count the title alone) and the counts added up. Either may
+    be given already normalised (the classifier normalises each field once and reuses it).
     """
     cm = cues or default_cue_matcher()
     feats = dict.fromkeys(TEXT_FEATURE_NAMES, 0.0)
     brand_ids: set[str] = set()
-    for part, is_title in ((title, True), (description, False)):
+    for field, is_title in ((title, True), (description, False)):
+        nt = _as_normalized(field)
+        part = nt.original
         if not part:
             continue
-        nt = normalize(part)
         cue_spans = cm.find(nt)
         brand_spans = brands.find(nt) if brands is not None else []
         _add_cue_features(feats, cm, cue_spans, is_title)

@@ -1,0 +1,678 @@
+"""The text classifier: one scikit-learn ``Pipeline`` from a raw listing to P(counterfeit).
+
+::
+
+    ListingFeatures            normalise title + description once (detector.text.normalize),
+                               scan cues and brands, price ratio to the reference price
+      -> FeatureUnion
+           word   NgramTfidf(kind="word", 1-2)      words of the normalised text
+           char   NgramTfidf(kind="char", 2-5)      characters of the normalised text (also CJK)
+           lex    LexiconScaler                     cue / brand / price features, scaled
+      -> CalibratedClassifierCV(LogisticRegression, sigmoid, ensemble=False)
+
+Everything that learns follows scikit-learn's contract (parameters stored as given in
+``__init__``, learned attributes end in ``_``, ``fit`` returns ``self``), so training and serving
+share one preprocessing path. :class:`TextModel` wraps a fitted pipeline with a version and a model
+card, scores listings and explains a score as the terms and features that pushed it up.
+
+Listings are mappings or objects with the attributes ``title``, ``description``,
+``price_amount``, ``price_currency`` and ``reference_price`` (``{"amount", "currency"}``, the
+retail price of the brand's product in any currency; the ratio is used only when the currencies
+agree). ``training.text_corpus.LabeledListing`` qualifies.
+
+The n-gram vectorisers are our own (not ``TfidfVectorizer``) for speed: character n-grams are
+keyed by a 64-bit polynomial hash computed with numpy over a whole batch and looked up in a sorted
+key array, so scoring costs a few numpy calls instead of a Python loop per n-gram; the vocabulary
+(``terms_``) is kept, so every column still has a readable name for :meth:`TextModel.explain`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+from scipy import sparse
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion, Pipeline
+
+from detector.text import (
+    TEXT_FEATURE_NAMES,
+    BrandMatcher,
+    BrandTerms,
+    NormalizedText,
+    default_cue_matcher,
+    normalize,
+    text_features,
+)
+
+__all__ = [
+    "NUMERIC_FEATURE_NAMES",
+    "LexiconScaler",
+    "ListingFeatures",
+    "NgramTfidf",
+    "PreparedListings",
+    "TextModel",
+    "build_pipeline",
+    "listing_field",
+]
+
+PRICE_FEATURE_NAMES: Final = ("price_discount", "price_far_below")
+NUMERIC_FEATURE_NAMES: Final[tuple[str, ...]] = (*TEXT_FEATURE_NAMES, *PRICE_FEATURE_NAMES)
+_FAR_BELOW: Final = 0.35  # price under 35% of retail
+_MAX_DISCOUNT: Final = 3.0  # -log(ratio) capped: 5% of retail and 0.1% say the same thing
+
+FloatArray = npt.NDArray[np.float64]
+
+
+# --------------------------------------------------------------------------------------------
+# Listing access
+
+
+def listing_field(listing: Any, name: str) -> Any:
+    """``listing[name]`` for mappings, ``listing.name`` for objects; None when absent."""
+    if isinstance(listing, Mapping):
+        return listing.get(name)
+    return getattr(listing, name, None)
+
+
+def price_features(listing: Any) -> tuple[float, float]:
+    """(discount, far_below): ``-log(price / reference)`` clipped to [0, 3], and price < 35%.
+
+    Both are 0 when the price or the reference price is unknown, or in another currency: an
+    unknown price is treated like a price at retail, never as evidence either way.
+    """
+    amount = listing_field(listing, "price_amount")
+    ref = listing_field(listing, "reference_price")
+    if amount is None or not ref:
+        return 0.0, 0.0
+    ref_amount = listing_field(ref, "amount")
+    ref_currency = listing_field(ref, "currency")
+    currency = listing_field(listing, "price_currency")
+    if not ref_amount or ref_amount <= 0 or amount <= 0:
+        return 0.0, 0.0
+    if currency and ref_currency and str(currency).upper() != str(ref_currency).upper():
+        return 0.0, 0.0
+    ratio = float(amount) / float(ref_amount)
+    discount = min(max(-math.log(ratio), 0.0), _MAX_DISCOUNT)
+    return discount, 1.0 if ratio < _FAR_BELOW else 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Step 1: listing -> normalised text + numeric features
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedListings:
+    """What :class:`ListingFeatures` hands to the feature union.
+
+    Attributes
+    ----------
+    texts : list of str
+        Normalised ``title + "\\n" + description`` per listing.
+    numeric : ndarray of shape (n, len(NUMERIC_FEATURE_NAMES))
+        Lexicon and price features (``log1p`` of the counts).
+    """
+
+    texts: list[str]
+    numeric: FloatArray = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def take(self, indices: Sequence[int] | npt.NDArray[np.intp]) -> PreparedListings:
+        """The listings at ``indices`` (for cross-validation on features computed once)."""
+        idx = np.asarray(indices, dtype=np.intp)
+        return PreparedListings([self.texts[i] for i in idx], self.numeric[idx])
+
+    @classmethod
+    def concat(cls, parts: Sequence[PreparedListings]) -> PreparedListings:
+        """One batch from several (e.g. features computed in chunks)."""
+        texts = [t for p in parts for t in p.texts]
+        if not parts:
+            return cls([], np.zeros((0, len(NUMERIC_FEATURE_NAMES))))
+        return cls(texts, np.vstack([p.numeric for p in parts]))
+
+
+class ListingFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """Normalise each listing once and compute its lexicon, brand and price features.
+
+    Parameters
+    ----------
+    brands : sequence of (brand_id, names) pairs, default=()
+        Brands for :class:`detector.text.BrandMatcher` (names and aliases, any script). Plain
+        tuples, so the fitted pipeline serialises without custom types.
+
+    Attributes
+    ----------
+    n_brands_ : int
+        Number of brands the matcher was built from.
+    feature_names_ : tuple of str
+        Names of the numeric columns (:data:`NUMERIC_FEATURE_NAMES`).
+    """
+
+    def __init__(self, brands: Sequence[tuple[str, Sequence[str]]] = ()) -> None:
+        self.brands = brands
+
+    def fit(self, X: Iterable[Any], y: Any = None) -> ListingFeatures:
+        self.n_brands_ = len(self.brands)
+        self.feature_names_ = NUMERIC_FEATURE_NAMES
+        return self
+
+    def _matcher(self) -> BrandMatcher | None:
+        matcher: BrandMatcher | None = self.__dict__.get("_brand_matcher")
+        if matcher is None and self.brands:
+            terms = [BrandTerms(str(b), tuple(names)) for b, names in self.brands]
+            matcher = BrandMatcher(terms)
+            self.__dict__["_brand_matcher"] = matcher
+        return matcher
+
+    def __getstate__(self) -> dict[str, Any]:
+        state: dict[str, Any] = super().__getstate__()
+        state.pop("_brand_matcher", None)  # rebuilt on first use; never serialised
+        return state
+
+    def prepare_one(self, listing: Any) -> tuple[str, list[float], NormalizedText, NormalizedText]:
+        """Normalised text, numeric row and the two normalised fields of one listing."""
+        title = str(listing_field(listing, "title") or "")
+        description = str(listing_field(listing, "description") or "")
+        nt_title = normalize(title)
+        nt_desc = normalize(description)
+        feats = text_features(nt_title, nt_desc, brands=self._matcher(), cues=default_cue_matcher())
+        row = [math.log1p(feats[name]) for name in TEXT_FEATURE_NAMES]
+        row.extend(price_features(listing))
+        text = nt_title.text + "\n" + nt_desc.text if nt_desc.text else nt_title.text
+        return text, row, nt_title, nt_desc
+
+    def transform(self, X: Iterable[Any]) -> PreparedListings:
+        texts: list[str] = []
+        rows: list[list[float]] = []
+        for listing in X:
+            text, row, _, _ = self.prepare_one(listing)
+            texts.append(text)
+            rows.append(row)
+        numeric = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(NUMERIC_FEATURE_NAMES))
+        return PreparedListings(texts, numeric)
+
+    def get_feature_names_out(self, input_features: Any = None) -> npt.NDArray[np.str_]:
+        return np.asarray(NUMERIC_FEATURE_NAMES, dtype=object)
+
+
+def _texts(X: PreparedListings | Sequence[str]) -> Sequence[str]:
+    return X.texts if isinstance(X, PreparedListings) else X
+
+
+# --------------------------------------------------------------------------------------------
+# Step 2a: n-gram TF-IDF (word and character)
+
+_WORD_RE: Final = re.compile(r"[^\W_]+(?:[:'][^\W_]+)*")  # keeps "1:1" and "l'original"
+_MULT: Final = np.uint64(0x9E3779B97F4A7C15)
+_SALT: Final = 0xC2B2AE3D27D4EB4F
+_BUCKET_BITS: Final = 16
+
+
+def _char_keys(
+    texts: Sequence[str], sizes: Sequence[int]
+) -> tuple[
+    npt.NDArray[np.uint64], npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp], str
+]:
+    """64-bit keys of every character n-gram of every text, with row, start and size.
+
+    Each text is padded with a space on both sides and its whitespace collapsed to one space;
+    n-grams never cross from one text into the next. Returns ``(keys, rows, starts, sizes,
+    joined)`` where ``joined[starts[k]:starts[k] + sizes[k]]`` is the n-gram of ``keys[k]``.
+    """
+    padded = [" " + " ".join(t.split()) + " " for t in texts]
+    joined = "".join(padded)
+    codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    lengths = np.fromiter((len(p) for p in padded), dtype=np.intp, count=len(padded))
+    ends = np.cumsum(lengths)
+    row_of = np.repeat(np.arange(len(padded), dtype=np.intp), lengths)
+    total = len(codes)
+    all_keys, all_rows, all_starts, all_sizes = [], [], [], []
+    for n in sizes:
+        m = total - n + 1
+        if m <= 0:
+            continue
+        key = codes[:m].copy()
+        for j in range(1, n):
+            key *= _MULT
+            key += codes[j : j + m]
+        key ^= np.uint64((_SALT * n) % 2**64)
+        key *= _MULT  # finalise: the last characters must reach the top (bucket) bits too
+        key ^= key >> np.uint64(29)
+        starts = np.arange(m, dtype=np.intp)
+        rows = row_of[:m]
+        ok = starts + n <= ends[rows]  # stays inside its own text
+        all_keys.append(key[ok])
+        all_rows.append(rows[ok])
+        all_starts.append(starts[ok])
+        all_sizes.append(np.full(int(ok.sum()), n, dtype=np.intp))
+    if not all_keys:
+        empty = np.zeros(0, dtype=np.intp)
+        return np.zeros(0, dtype=np.uint64), empty, empty, empty, joined
+    return (
+        np.concatenate(all_keys),
+        np.concatenate(all_rows),
+        np.concatenate(all_starts),
+        np.concatenate(all_sizes),
+        joined,
+    )
+
+
+def _bucket_starts(table: npt.NDArray[np.uint64]) -> npt.NDArray[np.int32]:
+    """Where each bucket of the top ``_BUCKET_BITS`` bits starts in the sorted ``table``."""
+    shift = np.uint64(64 - _BUCKET_BITS)
+    top = (table >> shift).astype(np.intp)
+    counts = np.bincount(top, minlength=1 << _BUCKET_BITS)
+    starts = np.zeros(len(counts) + 1, dtype=np.int32)
+    np.cumsum(counts, out=starts[1:])
+    return starts
+
+
+def _lookup(
+    table: npt.NDArray[np.uint64], starts: npt.NDArray[np.int32], keys: npt.NDArray[np.uint64]
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
+    """Positions of ``keys`` in the sorted ``table`` and which of them are really there.
+
+    A binary search per key (``searchsorted``) misses the cache on every step; jumping to the
+    key's bucket by its top bits and comparing the few entries there is several times faster.
+    """
+    n = len(table)
+    pos = np.zeros(len(keys), dtype=np.intp)
+    hit = np.zeros(len(keys), dtype=bool)
+    if n == 0 or len(keys) == 0:
+        return pos, hit
+    bucket = (keys >> np.uint64(64 - _BUCKET_BITS)).astype(np.intp)
+    first = starts[bucket]
+    width = starts[bucket + 1] - first
+    for i in range(int(width.max())):
+        cand = first + i
+        live = np.flatnonzero((i < width) & ~hit)
+        found = live[table[cand[live]] == keys[live]]
+        pos[found] = cand[found]
+        hit[found] = True
+    return pos, hit
+
+
+def _word_grams(text: str, max_n: int) -> list[str]:
+    tokens = _WORD_RE.findall(text)
+    grams = list(tokens)
+    if max_n >= 2:
+        grams.extend(map(" ".join, itertools.pairwise(tokens)))
+    return grams
+
+
+class NgramTfidf(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """TF-IDF over word or character n-grams of already normalised text.
+
+    Parameters
+    ----------
+    kind : {"word", "char"}, default="char"
+        ``"word"``: tokens of letters/digits (``1:1`` stays one token), unigrams and, when
+        ``ngram_range[1] >= 2``, bigrams. ``"char"``: character n-grams of the whitespace-
+        collapsed text padded with spaces (crossing word boundaries; CJK needs no tokenizer).
+    ngram_range : (int, int), default=(2, 5)
+        Smallest and largest n (``"word"`` supports n <= 2).
+    min_df : int, default=3
+        Keep terms seen in at least this many training texts (rare terms are how a linear
+        model memorises individual templates).
+    max_df : float, default=1.0
+        Drop terms seen in more than this share of training texts.
+    max_features : int or None, default=None
+        Keep at most this many terms, the most frequent by document frequency.
+    sublinear_tf : bool, default=True
+        ``1 + log(tf)`` instead of raw counts.
+
+    Attributes
+    ----------
+    terms_ : ndarray of str
+        The vocabulary; column ``j`` is ``terms_[j]``.
+    idf_ : ndarray of float
+        Smoothed inverse document frequency per column.
+    keys_ : ndarray of uint64 (``"char"`` only)
+        Sorted 64-bit n-gram keys; ``key_cols_[i]`` is the column of ``keys_[i]``.
+    """
+
+    def __init__(
+        self,
+        kind: Literal["word", "char"] = "char",
+        ngram_range: tuple[int, int] = (2, 5),
+        min_df: int = 3,
+        max_df: float = 1.0,
+        max_features: int | None = None,
+        sublinear_tf: bool = True,
+    ) -> None:
+        self.kind = kind
+        self.ngram_range = ngram_range
+        self.min_df = min_df
+        self.max_df = max_df
+        self.max_features = max_features
+        self.sublinear_tf = sublinear_tf
+
+    # -- fitting
+
+    def fit(self, X: PreparedListings | Sequence[str], y: Any = None) -> NgramTfidf:
+        texts = _texts(X)
+        n_docs = len(texts)
+        if self.kind == "char":
+            keys, df, names = self._char_df(texts)
+        elif self.kind == "word":
+            keys, df, names = self._word_df(texts)
+        else:
+            raise ValueError(f"kind must be 'word' or 'char', not {self.kind!r}")
+        keep = (df >= self.min_df) & (df <= self.max_df * n_docs)
+        idx = np.flatnonzero(keep)
+        if self.max_features is not None and len(idx) > self.max_features:
+            order = np.argsort(-df[idx], kind="stable")[: self.max_features]
+            idx = np.sort(idx[order])
+        self.terms_ = np.asarray([names[i] for i in idx], dtype=str)
+        self.idf_ = np.log((1.0 + n_docs) / (1.0 + df[idx].astype(np.float64))) + 1.0
+        if self.kind == "char":
+            kept = keys[idx]
+            order = np.argsort(kept)
+            self.keys_ = kept[order]
+            self.key_cols_ = order.astype(np.int64)
+        self.n_features_out_ = len(self.terms_)
+        return self
+
+    def _char_df(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.uint64], Any, list[str]]:
+        lo, hi = self.ngram_range
+        sizes = range(lo, hi + 1)
+        chunk_keys: list[npt.NDArray[np.uint64]] = []
+        chunk_df: list[npt.NDArray[np.int64]] = []
+        chunk_names: list[str] = []
+        for start in range(0, len(texts), 2000):
+            keys, rows, starts, lens, joined = _char_keys(texts[start : start + 2000], sizes)
+            order = np.lexsort((rows, keys))
+            k, r = keys[order], rows[order]
+            first = np.ones(len(k), dtype=bool)
+            first[1:] = (k[1:] != k[:-1]) | (r[1:] != r[:-1])
+            uk, ui, counts = np.unique(k[first], return_index=True, return_counts=True)
+            pos = order[np.flatnonzero(first)[ui]]
+            chunk_keys.append(uk)
+            chunk_df.append(counts)
+            chunk_names.extend(
+                joined[s : s + n] for s, n in zip(starts[pos], lens[pos], strict=True)
+            )
+        if not chunk_keys:
+            return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64), []
+        all_keys = np.concatenate(chunk_keys)
+        uk, first_idx, inverse = np.unique(all_keys, return_index=True, return_inverse=True)
+        df = np.bincount(inverse, weights=np.concatenate(chunk_df)).astype(np.int64)
+        names = [chunk_names[i] for i in first_idx]
+        return uk, df, names
+
+    def _word_df(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.uint64], Any, list[str]]:
+        counter: Counter[str] = Counter()
+        for text in texts:
+            counter.update(set(_word_grams(text, self.ngram_range[1])))
+        names = sorted(counter)
+        df = np.asarray([counter[n] for n in names], dtype=np.int64)
+        return np.zeros(0, dtype=np.uint64), df, names
+
+    # -- scoring
+
+    def _vocab(self) -> dict[str, int]:
+        vocab: dict[str, int] | None = self.__dict__.get("_vocab_cache")
+        if vocab is None:
+            vocab = {str(t): i for i, t in enumerate(self.terms_)}
+            self.__dict__["_vocab_cache"] = vocab
+        return vocab
+
+    def _starts(self) -> npt.NDArray[np.int32]:
+        starts: npt.NDArray[np.int32] | None = self.__dict__.get("_starts_cache")
+        if starts is None:
+            starts = _bucket_starts(self.keys_)
+            self.__dict__["_starts_cache"] = starts
+        return starts
+
+    def __getstate__(self) -> dict[str, Any]:
+        state: dict[str, Any] = super().__getstate__()
+        state.pop("_vocab_cache", None)  # derived tables: rebuilt on first use
+        state.pop("_starts_cache", None)
+        return state
+
+    def counts(self, X: PreparedListings | Sequence[str]) -> sparse.csr_matrix:
+        """Raw term counts, shape ``(n_texts, n_features_out_)``."""
+        texts = _texts(X)
+        n_rows = len(texts)
+        if self.kind == "char":
+            lo, hi = self.ngram_range
+            keys, rows, _, _, _ = _char_keys(texts, range(lo, hi + 1))
+            pos, hit = _lookup(self.keys_, self._starts(), keys)
+            cols = self.key_cols_[pos[hit]]
+            rows = rows[hit]
+        else:
+            vocab = self._vocab()
+            get = vocab.get
+            row_list: list[int] = []
+            col_list: list[int] = []
+            for i, text in enumerate(texts):
+                found = [
+                    c for c in map(get, _word_grams(text, self.ngram_range[1])) if c is not None
+                ]
+                col_list.extend(found)
+                row_list.extend([i] * len(found))
+            rows = np.asarray(row_list, dtype=np.intp)
+            cols = np.asarray(col_list, dtype=np.intp)
+        data = np.ones(len(cols), dtype=np.float64)
+        mat = sparse.csr_matrix(
+            (data, (rows, cols)), shape=(n_rows, self.n_features_out_), dtype=np.float64
+        )
+        mat.sum_duplicates()
+        return mat
+
+    def transform(self, X: PreparedListings | Sequence[str]) -> sparse.csr_matrix:
+        mat = self.counts(X)
+        if self.sublinear_tf:
+            np.log(mat.data, out=mat.data)
+            mat.data += 1.0
+        mat.data *= self.idf_[mat.indices]
+        norms = np.sqrt(np.asarray(mat.multiply(mat).sum(axis=1)).ravel())
+        norms[norms == 0] = 1.0
+        mat.data /= np.repeat(norms, np.diff(mat.indptr))
+        return mat
+
+    def get_feature_names_out(self, input_features: Any = None) -> npt.NDArray[np.str_]:
+        return np.asarray(self.terms_, dtype=object)
+
+
+# --------------------------------------------------------------------------------------------
+# Step 2b: numeric lexicon / price features
+
+
+class LexiconScaler(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """Divide each numeric feature by its training standard deviation (no centring).
+
+    Without centring, a feature that is absent (0) contributes nothing to the linear score, so
+    :meth:`TextModel.explain` only ever names features the listing actually has.
+
+    Attributes
+    ----------
+    scale_ : ndarray of float
+        Per-feature divisor (standard deviation, 1 where it is 0).
+    """
+
+    def fit(self, X: PreparedListings | FloatArray, y: Any = None) -> LexiconScaler:
+        values = X.numeric if isinstance(X, PreparedListings) else np.asarray(X, dtype=float)
+        scale = values.std(axis=0) if len(values) else np.ones(values.shape[1])
+        scale[scale < 1e-6] = 1.0
+        self.scale_ = scale
+        self.n_features_out_ = values.shape[1]
+        return self
+
+    def transform(self, X: PreparedListings | FloatArray) -> sparse.csr_matrix:
+        values = X.numeric if isinstance(X, PreparedListings) else np.asarray(X, dtype=float)
+        return sparse.csr_matrix(values / self.scale_)
+
+    def get_feature_names_out(self, input_features: Any = None) -> npt.NDArray[np.str_]:
+        return np.asarray(NUMERIC_FEATURE_NAMES, dtype=object)
+
+
+# --------------------------------------------------------------------------------------------
+# The pipeline
+
+
+def build_pipeline(
+    brands: Sequence[tuple[str, Sequence[str]]] = (),
+    *,
+    C: float = 0.5,
+    word_weight: float = 0.5,
+    char_weight: float = 1.0,
+    lexicon_weight: float = 2.0,
+    min_df: int = 3,
+    calibration_cv: int = 5,
+) -> Pipeline:
+    """The whole text path, unfitted.
+
+    ``*_weight`` scale each block before the L2-regularised logistic regression: a block with
+    a larger weight needs smaller coefficients for the same effect, so it is penalised less.
+    The lexicon block is favoured (it carries the cue and brand knowledge that transfers to
+    unseen phrasing and languages), the word block damped (whole words are where templates
+    are memorised).
+    """
+    union = FeatureUnion(
+        [
+            ("word", NgramTfidf(kind="word", ngram_range=(1, 2), min_df=min_df, max_df=0.5)),
+            ("char", NgramTfidf(kind="char", ngram_range=(2, 5), min_df=min_df, max_df=0.5)),
+            ("lexicon", LexiconScaler()),
+        ],
+        transformer_weights={"word": word_weight, "char": char_weight, "lexicon": lexicon_weight},
+    )
+    clf = CalibratedClassifierCV(
+        LogisticRegression(C=C, solver="liblinear", dual=True, max_iter=2000),
+        method="sigmoid",
+        cv=calibration_cv,
+        ensemble=False,
+    )
+    return Pipeline(
+        [("features", ListingFeatures(brands=tuple(brands))), ("union", union), ("clf", clf)]
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Serving wrapper
+
+
+def _linear_parts(pipeline: Pipeline) -> tuple[FloatArray, float, float]:
+    """(coef, intercept, calibration slope) of the fitted pipeline's logistic regression.
+
+    With ``ensemble=False`` the calibrated classifier holds one regression fitted on all the
+    training data and one sigmoid ``p = 1 / (1 + exp(a * f + b))``; ``-a`` converts a logit
+    contribution of the regression into one of the calibrated score.
+    """
+    clf = pipeline.named_steps["clf"]
+    if isinstance(clf, CalibratedClassifierCV):
+        cc = clf.calibrated_classifiers_[0]
+        lr = cc.estimator
+        slope = -float(cc.calibrators[0].a_)
+    else:
+        lr, slope = clf, 1.0
+    return np.asarray(lr.coef_, dtype=np.float64).ravel(), float(lr.intercept_[0]), slope
+
+
+class TextModel:
+    """A fitted text pipeline with its version and model card.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+        A fitted pipeline from :func:`build_pipeline`.
+    version : str
+        The artifact version (``"unversioned"`` for a model never saved).
+    card : mapping
+        The model card (metrics, thresholds, data fingerprint, library versions ...).
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        version: str = "unversioned",
+        card: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.version = version
+        self.card: dict[str, Any] = dict(card or {})
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Serving thresholds from the card (``review``, ``block``)."""
+        found = self.card.get("thresholds") or {}
+        return {"review": float(found.get("review", 0.5)), "block": float(found.get("block", 0.85))}
+
+    def predict_proba(self, listings: Sequence[Any]) -> FloatArray:
+        """P(counterfeit) per listing, shape ``(n,)``."""
+        if len(listings) == 0:
+            return np.zeros(0, dtype=np.float64)
+        proba = self.pipeline.predict_proba(listings)
+        return np.asarray(proba[:, 1], dtype=np.float64)
+
+    def score(self, listing: Any) -> float:
+        """P(counterfeit) of one listing."""
+        return float(self.predict_proba([listing])[0])
+
+    def explain(self, listing: Any, top: int = 8) -> list[tuple[str, float]]:
+        """The terms and features that pushed this listing's score up, largest first.
+
+        Contributions are ``coefficient * feature value`` of the logistic regression, scaled to
+        the calibrated logit. Word n-grams are named as they are (``"replica"``, ``"top batch"``);
+        character n-grams are summed per word of the normalised text they occur in, named
+        ``"~word"``; lexicon and price features keep their names (``"cue_replica"``,
+        ``"price_discount"``).
+        """
+        features: ListingFeatures = self.pipeline.named_steps["features"]
+        union: FeatureUnion = self.pipeline.named_steps["union"]
+        coef, _, slope = _linear_parts(self.pipeline)
+        prepared = features.transform([listing])
+        weights = union.transformer_weights or {}
+        totals: dict[str, float] = {}
+        offset = 0
+        for name, step in union.transformer_list:
+            width = int(step.n_features_out_)
+            block = sparse.csr_matrix(step.transform(prepared)) * float(weights.get(name, 1.0))
+            cols = block.indices
+            contrib = block.data * coef[offset + cols] * slope
+            if isinstance(step, NgramTfidf) and step.kind == "char":
+                for term, value in _char_contributions(step, prepared.texts[0], cols, contrib):
+                    totals[term] = totals.get(term, 0.0) + value
+            else:
+                names = step.get_feature_names_out()
+                for c, value in zip(cols, contrib, strict=True):
+                    term = str(names[c])
+                    totals[term] = totals.get(term, 0.0) + float(value)
+            offset += width
+        ranked = sorted(((t, v) for t, v in totals.items() if v > 0), key=lambda tv: -tv[1])
+        return [(t, round(v, 4)) for t, v in ranked[:top]]
+
+
+def _char_contributions(
+    step: NgramTfidf, text: str, cols: npt.NDArray[np.int32], contrib: FloatArray
+) -> list[tuple[str, float]]:
+    """Spread each character n-gram's contribution over the words it overlaps, sum per word."""
+    by_col = dict(zip(cols.tolist(), contrib.tolist(), strict=True))
+    lo, hi = step.ngram_range
+    keys, _, starts, lens, joined = _char_keys([text], range(lo, hi + 1))
+    pos, hit = _lookup(step.keys_, step._starts(), keys)
+    occurrences: dict[int, list[tuple[int, int]]] = {}
+    for p, s, n in zip(pos[hit], starts[hit], lens[hit], strict=True):
+        occurrences.setdefault(int(step.key_cols_[p]), []).append((int(s), int(n)))
+    words = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", joined)]
+    out: dict[str, float] = {}
+    for col, value in by_col.items():
+        spots = occurrences.get(col, [])
+        owners = [w for s, n in spots for (a, b, w) in words if a < s + n and s < b]
+        if not owners:
+            continue
+        share = value / len(owners)
+        for w in owners:
+            out["~" + w] = out.get("~" + w, 0.0) + share
+    return list(out.items())
