@@ -1,4 +1,4 @@
-"""``fakeguard``: serve, migrate, keys."""
+"""``fakeguard``: serve, migrate, keys, train, models."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if not args.no_migrate:
         upgrade(settings.db_url)
         print(f"fakeguard: database at head ({_safe_url(settings.db_url)})", file=sys.stderr)
+    if not args.no_default_model:
+        from training.train_text import ensure_default_model
+
+        ensure_default_model(_models_dir(args))
     uvicorn.run(
         "api.app:app_from_env",
         factory=True,
@@ -87,6 +91,110 @@ def _cmd_keys_generate(_: argparse.Namespace) -> int:
     return 0
 
 
+def _models_dir(args: argparse.Namespace) -> str:
+    import os
+
+    return str(args.models_dir or os.environ.get("FAKEGUARD_MODELS_DIR") or "models")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from detector.artifacts import ArtifactError
+    from training.registry import promote
+    from training.text_corpus import ListingFormatError, generate_corpus, load_listings
+    from training.train_text import train
+
+    models_dir = _models_dir(args)
+    listings = []
+    described: dict[str, object] = {}
+    try:
+        for path in args.data or []:
+            listings.extend(load_listings(path))
+    except (OSError, ListingFormatError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.data:
+        described["files"] = list(args.data)
+    if not args.data or args.with_seed_corpus:
+        print(f"generating the synthetic seed corpus (n={args.n}, seed={args.seed})")
+        listings.extend(generate_corpus(args.n, args.seed))
+        described["corpus"] = f"generate_corpus(n={args.n}, seed={args.seed})"
+    thresholds = {"review": args.review_threshold, "block": args.block_threshold}
+    result = train(
+        listings,
+        models_dir=models_dir,
+        thresholds=thresholds,
+        seed=args.seed,
+        cv=not args.no_cv,
+        plots=not args.no_plots,
+        data_description=described,
+        log=print,
+    )
+    hold = result.card["metrics"]["holdout"]
+    print(f"version {result.version}: held-out PR-AUC {hold['pr_auc']}, ROC-AUC {hold['roc_auc']}")
+    for name, m in hold["at_thresholds"].items():
+        print(f"  {name} >= {m['threshold']}: precision {m['precision']}, recall {m['recall']}")
+    for path in result.plots:
+        print(f"  plot {path}")
+    if not args.no_promote:
+        try:
+            previous = promote(models_dir, result.version, note="fakeguard train")
+        except ArtifactError as exc:
+            print(f"error: not promoted: {exc}", file=sys.stderr)
+            return 1
+        print(f"promoted {result.version} (was {previous})")
+    return 0
+
+
+def _cmd_models_list(args: argparse.Namespace) -> int:
+    from detector.artifacts import ArtifactError, list_versions
+
+    try:
+        versions = list_versions(_models_dir(args))
+    except ArtifactError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if not versions:
+        print(f"no text models in {_models_dir(args)}")
+    for v in versions:
+        mark = "*" if v["active"] else " "
+        state = "ok" if v["compatible"] else f"unusable: {v['error']}"
+        print(f"{mark} {v['version']}  {v['created_at']}  PR-AUC {v.get('pr_auc')}  {state}")
+    return 0
+
+
+def _cmd_models_promote(args: argparse.Namespace) -> int:
+    from detector.artifacts import ArtifactError
+    from training.registry import promote
+
+    try:
+        previous = promote(_models_dir(args), args.version, note="fakeguard models promote")
+    except ArtifactError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"active: {args.version} (was {previous})")
+    return 0
+
+
+def _cmd_models_rollback(args: argparse.Namespace) -> int:
+    from detector.artifacts import ArtifactError
+    from training.registry import rollback
+
+    try:
+        version = rollback(_models_dir(args))
+    except ArtifactError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"active: {version}")
+    return 0
+
+
+def _cmd_models_ensure_default(args: argparse.Namespace) -> int:
+    from training.train_text import ensure_default_model
+
+    print(f"active: {ensure_default_model(_models_dir(args))}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fakeguard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="worker processes")
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate before serving")
+    serve.add_argument(
+        "--no-default-model",
+        action="store_true",
+        help="do not build the seed-corpus text model when no usable one is active",
+    )
+    serve.add_argument("--models-dir", help="default: $FAKEGUARD_MODELS_DIR or ./models")
     serve.set_defaults(func=_cmd_serve)
 
     migrate = sub.add_parser("migrate", help="bring the database schema to a revision")
@@ -114,6 +228,40 @@ def build_parser() -> argparse.ArgumentParser:
         "generate", help="print a fresh key value (e.g. for FAKEGUARD_BOOTSTRAP_ADMIN_KEY)"
     )
     generate.set_defaults(func=_cmd_keys_generate)
+
+    models_help = "models directory (default: $FAKEGUARD_MODELS_DIR or ./models)"
+    train = sub.add_parser("train", help="fit, evaluate and save the text classifier")
+    train.add_argument("--data", nargs="+", metavar="FILE", help="labelled listings (.jsonl/.csv)")
+    train.add_argument(
+        "--with-seed-corpus",
+        action="store_true",
+        help="add the synthetic seed corpus to --data (it is used alone without --data)",
+    )
+    train.add_argument("--n", type=int, default=20000, help="seed corpus size")
+    train.add_argument("--seed", type=int, default=7, help="corpus and split seed")
+    train.add_argument("--models-dir", help=models_help)
+    train.add_argument("--no-promote", action="store_true", help="save but do not activate")
+    train.add_argument("--no-cv", action="store_true", help="skip cross-validation")
+    train.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    train.add_argument("--review-threshold", type=float, default=0.5)
+    train.add_argument("--block-threshold", type=float, default=0.85)
+    train.set_defaults(func=_cmd_train)
+
+    models = sub.add_parser("models", help="text model registry")
+    models.add_argument("--models-dir", help=models_help)
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    models_sub.add_parser("list", help="versions, * marks the active one").set_defaults(
+        func=_cmd_models_list
+    )
+    promote = models_sub.add_parser("promote", help="make a version active")
+    promote.add_argument("version")
+    promote.set_defaults(func=_cmd_models_promote)
+    models_sub.add_parser("rollback", help="re-activate the previous version").set_defaults(
+        func=_cmd_models_rollback
+    )
+    models_sub.add_parser(
+        "ensure-default", help="build and promote the seed-corpus model if none is usable"
+    ).set_defaults(func=_cmd_models_ensure_default)
     return parser
 
 
