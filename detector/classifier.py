@@ -32,7 +32,7 @@ import itertools
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -364,9 +364,9 @@ class NgramTfidf(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         texts = _texts(X)
         n_docs = len(texts)
         if self.kind == "char":
-            keys, df, names = self._char_df(texts)
+            keys, df, name_of = self._char_df(texts)
         elif self.kind == "word":
-            keys, df, names = self._word_df(texts)
+            keys, df, name_of = self._word_df(texts)
         else:
             raise ValueError(f"kind must be 'word' or 'char', not {self.kind!r}")
         keep = (df >= self.min_df) & (df <= self.max_df * n_docs)
@@ -374,7 +374,7 @@ class NgramTfidf(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         if self.max_features is not None and len(idx) > self.max_features:
             order = np.argsort(-df[idx], kind="stable")[: self.max_features]
             idx = np.sort(idx[order])
-        self.terms_ = np.asarray([names[i] for i in idx], dtype=str)
+        self.terms_ = np.asarray([name_of(int(i)) for i in idx], dtype=str)
         self.idf_ = np.log((1.0 + n_docs) / (1.0 + df[idx].astype(np.float64))) + 1.0
         if self.kind == "char":
             kept = keys[idx]
@@ -384,12 +384,15 @@ class NgramTfidf(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         self.n_features_out_ = len(self.terms_)
         return self
 
-    def _char_df(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.uint64], Any, list[str]]:
+    def _char_df(
+        self, texts: Sequence[str]
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64], Callable[[int], str]]:
         lo, hi = self.ngram_range
         sizes = range(lo, hi + 1)
         chunk_keys: list[npt.NDArray[np.uint64]] = []
         chunk_df: list[npt.NDArray[np.int64]] = []
-        chunk_names: list[str] = []
+        where: list[npt.NDArray[np.intp]] = []  # (chunk, start, size) of one occurrence per key
+        joined_texts: list[str] = []
         for start in range(0, len(texts), 2000):
             keys, rows, starts, lens, joined = _char_keys(texts[start : start + 2000], sizes)
             order = np.lexsort((rows, keys))
@@ -400,24 +403,32 @@ class NgramTfidf(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             pos = order[np.flatnonzero(first)[ui]]
             chunk_keys.append(uk)
             chunk_df.append(counts)
-            chunk_names.extend(
-                joined[s : s + n] for s, n in zip(starts[pos], lens[pos], strict=True)
+            where.append(
+                np.stack([np.full(len(pos), len(joined_texts)), starts[pos], lens[pos]], axis=1)
             )
+            joined_texts.append(joined)
         if not chunk_keys:
-            return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64), []
+            return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64), str
         all_keys = np.concatenate(chunk_keys)
         uk, first_idx, inverse = np.unique(all_keys, return_index=True, return_inverse=True)
         df = np.bincount(inverse, weights=np.concatenate(chunk_df)).astype(np.int64)
-        names = [chunk_names[i] for i in first_idx]
-        return uk, df, names
+        spots = np.concatenate(where)[first_idx]
 
-    def _word_df(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.uint64], Any, list[str]]:
+        def name_of(i: int) -> str:
+            chunk, begin, size = (int(v) for v in spots[i])
+            return joined_texts[chunk][begin : begin + size]
+
+        return uk, df, name_of
+
+    def _word_df(
+        self, texts: Sequence[str]
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64], Callable[[int], str]]:
         counter: Counter[str] = Counter()
         for text in texts:
             counter.update(set(_word_grams(text, self.ngram_range[1])))
         names = sorted(counter)
         df = np.asarray([counter[n] for n in names], dtype=np.int64)
-        return np.zeros(0, dtype=np.uint64), df, names
+        return np.zeros(0, dtype=np.uint64), df, names.__getitem__
 
     # -- scoring
 
@@ -491,7 +502,11 @@ class NgramTfidf(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
 
 class LexiconScaler(TransformerMixin, BaseEstimator):  # type: ignore[misc]
-    """Divide each numeric feature by its training standard deviation (no centring).
+    """Divide each numeric feature by its largest training value (no centring), into [0, 1].
+
+    Max-abs rather than standard scaling: a rare feature (a negated genuine cue) has a tiny
+    standard deviation and would be blown up to values in the tens, which makes the solver crawl
+    and the coefficient meaningless.
 
     Without centring, a feature that is absent (0) contributes nothing to the linear score, so
     :meth:`TextModel.explain` only ever names features the listing actually has.
@@ -499,12 +514,12 @@ class LexiconScaler(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     Attributes
     ----------
     scale_ : ndarray of float
-        Per-feature divisor (standard deviation, 1 where it is 0).
+        Per-feature divisor (largest absolute training value, 1 where it is 0).
     """
 
     def fit(self, X: PreparedListings | FloatArray, y: Any = None) -> LexiconScaler:
         values = X.numeric if isinstance(X, PreparedListings) else np.asarray(X, dtype=float)
-        scale = values.std(axis=0) if len(values) else np.ones(values.shape[1])
+        scale = np.abs(values).max(axis=0) if len(values) else np.ones(values.shape[1])
         scale[scale < 1e-6] = 1.0
         self.scale_ = scale
         self.n_features_out_ = values.shape[1]
@@ -549,7 +564,7 @@ def build_pipeline(
         transformer_weights={"word": word_weight, "char": char_weight, "lexicon": lexicon_weight},
     )
     clf = CalibratedClassifierCV(
-        LogisticRegression(C=C, solver="liblinear", dual=True, max_iter=2000),
+        LogisticRegression(C=C, solver="liblinear", dual=True, tol=1e-3, max_iter=2000),
         method="sigmoid",
         cv=calibration_cv,
         ensemble=False,

@@ -82,6 +82,7 @@ _SINGLES_RE: Final = re.compile(
 )
 _LEET_PAIR: Final = re.compile(r"[a-z][013457@$]|[013457@$][a-z]")
 _NOT_LEET: Final = bytes(v for v in range(256) if not v & LEET)
+_NOT_OBFUSCATED: Final = bytes(v for v in range(256) if not v & OBFUSCATION)
 _CAMEL: Final = re.compile(r"[a-z][A-Z]|[A-Z]{2}[a-z]")
 _TIGHT: Final = "-._*·/|'"
 _SPACE_RUN: Final = re.compile(r"\s{2,}|[^\S ]")
@@ -354,8 +355,9 @@ def normalize(text: str) -> NormalizedText:
         buf.flags = [0] * n
     else:
         folded = [_fold_char(c) for c in text]
-        if all(f is not None and len(f[0]) == 1 for f in folded):
-            buf.chars = [f[0] for f in folded if f is not None]
+        chars = [f[0] for f in folded if f is not None] if None not in folded else []
+        if len(chars) == n and list(map(len, chars)).count(1) == n:  # one char in, one out
+            buf.chars = chars
             buf.starts = list(range(n))
             buf.ends = list(range(1, n + 1))
             buf.flags = [f[1] for f in folded if f is not None]
@@ -427,6 +429,8 @@ def _fold_homoglyphs(buf: _Buffer) -> None:
     """Fold look-alikes inside words that are Latin with a few foreign letters ("Guссi")."""
     s = "".join(buf.chars)
     table = _homoglyph_map()
+    if table.keys().isdisjoint(s):  # nothing foldable: skip the per-character scan
+        return
     latin_total = 0
     foreign_real = False
     for ch in s:
@@ -455,7 +459,8 @@ def _fold_homoglyphs(buf: _Buffer) -> None:
 
 def _fold_case(buf: _Buffer) -> _Buffer:
     lowered = [_case_fold(c) for c in buf.chars]
-    if all(len(c) == 1 and not unicodedata.combining(c) for c in lowered):
+    joined = "".join(lowered)
+    if len(joined) == len(lowered) and not any(map(unicodedata.combining, joined)):
         buf.chars = lowered
         return buf
     out = _Buffer()
@@ -593,6 +598,9 @@ class _Name:
     edits: int = 0  # fuzzy edits allowed (single-token names)
 
 
+_FUZZY_CACHE_SIZE: Final = 50_000
+
+
 def _max_edits(length: int) -> int:
     if length < 5:
         return 0
@@ -649,6 +657,7 @@ class BrandMatcher:
         self._fuzzy_first: dict[tuple[str, int], tuple[list[str], list[_Name]]] = {}
         self._fuzzy_last: dict[tuple[str, int], tuple[list[str], list[_Name]]] = {}
         self._single_lengths: list[int] = []
+        self._fuzzy_cache: dict[str, tuple[int, _Name] | None] = {}
         for brand in self.brands:
             for name in brand.names:
                 self._add_name(brand.brand_id, name)
@@ -706,8 +715,10 @@ class BrandMatcher:
         last_end = 0
         i = 0
         has_leet = bool(nt.flags.translate(None, _NOT_LEET))
+        # compounds ("GucciBag", "#guccibag") need a hashtag or a case change somewhere
+        has_compound = "#" in s or bool(_CAMEL.search(nt.original))
         while i < len(toks):
-            hit = self._match_at(nt, toks, i, last_end, has_leet)
+            hit = self._match_at(nt, toks, i, last_end, has_leet, has_compound)
             if hit is not None:
                 a, b, brand_id, detail, consumed = hit
                 spans.append((a, b, brand_id, detail))
@@ -733,6 +744,7 @@ class BrandMatcher:
         i: int,
         last_end: int,
         has_leet: bool,
+        has_compound: bool = True,
     ) -> tuple[int, int, str, str, int] | None:
         s = nt.text
         start, end, tok = toks[i]
@@ -766,9 +778,13 @@ class BrandMatcher:
                 if nm_v is not None:
                     return start, end, nm_v.brand_id, "obfuscated", 1
         # 4. camelCase / hashtag compounds: "GucciBag", "#guccibag"
-        if len(tok) >= 4 and (
-            (start > 0 and s[start - 1] == "#")
-            or _CAMEL.search(nt.original, nt.starts[start], nt.ends[end - 1])
+        if (
+            has_compound
+            and len(tok) >= 4
+            and (
+                (start > 0 and s[start - 1] == "#")
+                or _CAMEL.search(nt.original, nt.starts[start], nt.ends[end - 1])
+            )
         ):
             hit = self._match_compound(nt, start, tok)
             if hit is not None:
@@ -778,21 +794,34 @@ class BrandMatcher:
             hit = self._match_fuzzy_multi(nt, toks, i, last_end)
             if hit is not None:
                 return hit
-        n = len(tok)
-        if n >= 5 and tok not in self._exclude and tok.isalpha():
-            best_d, best = 9, None
-            for bucket in (self._fuzzy_first.get((tok[0], n)), self._fuzzy_last.get((tok[-1], n))):
-                if bucket is None:
-                    continue
-                found = extractOne(tok, bucket[0], scorer=Levenshtein.distance, score_cutoff=2)
-                if found is not None:
-                    d, nm = int(found[1]), bucket[1][found[2]]
-                    if 0 < d <= nm.edits and d < best_d:
-                        best_d, best = d, nm
-            if best is not None:
+        if len(tok) >= 5 and tok not in self._exclude and tok.isalpha():
+            fuzzy = self._fuzzy_single(tok)
+            if fuzzy is not None:
+                best_d, best = fuzzy
                 detail = self._detail(nt, start, end, best, f"fuzzy:{best_d}")
                 return start, end, best.brand_id, detail, 1
         return None
+
+    def _fuzzy_single(self, tok: str) -> tuple[int, _Name] | None:
+        """Closest single-token name within its edit budget; memoised (words repeat a lot)."""
+        cache = self._fuzzy_cache
+        if tok in cache:
+            return cache[tok]
+        n = len(tok)
+        best_d, best = 9, None
+        for bucket in (self._fuzzy_first.get((tok[0], n)), self._fuzzy_last.get((tok[-1], n))):
+            if bucket is None:
+                continue
+            found = extractOne(tok, bucket[0], scorer=Levenshtein.distance, score_cutoff=2)
+            if found is not None:
+                d, nm = int(found[1]), bucket[1][found[2]]
+                if 0 < d <= nm.edits and d < best_d:
+                    best_d, best = d, nm
+        result = None if best is None else (best_d, best)
+        if len(cache) >= _FUZZY_CACHE_SIZE:
+            cache.clear()
+        cache[tok] = result
+        return result
 
     def _match_compound(
         self, nt: NormalizedText, start: int, tok: str
@@ -1280,6 +1309,8 @@ def _add_cue_features(
 
 
 def _count_obfuscated_tokens(nt: NormalizedText) -> float:
+    if not nt.flags.translate(None, _NOT_OBFUSCATED):
+        return 0.0
     count = 0
     for m in _TOKEN_RE.finditer(nt.text):
         flags = nt.flags_in(m.start(), m.end())
