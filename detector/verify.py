@@ -1,0 +1,706 @@
+"""Stage-2 verification: is a listing photo a (transformed) copy of one reference photo?
+
+The cheap stage (hashes in a Hamming index) cannot tell a reference from a look-alike: the same
+product clip-art on the same background with another brand's mark sits within a few bits. This
+module answers the question for ONE (query, reference) pair and says why:
+
+1. **Align.** ORB keypoints (computed once per image by :func:`prepare`, for the image and its
+   mirror) are matched with a ratio test and a similarity transform (rotation, uniform scale,
+   translation; optionally after a horizontal flip) is fitted with RANSAC. This recovers crops,
+   rotations, borders, mirrors and screenshots, and says where the reference sits in the query.
+2. **Compare.** The query is warped into the reference's frame on a coarse grid (so that
+   resampling, JPEG noise and small misregistration wash out), its tones are mapped onto the
+   reference's with a monotone look-up table (gamma, brightness), and each pixel is compared with
+   the reference's local range (a 3x3 min/max band, which tolerates one-cell misalignment).
+3. **Explain.** From the comparison come physical measurements: how much of the reference is seen
+   (coverage), how much of the reference's own structure (its edges) the query reproduces, the
+   worst window of *missing* reference structure (a swapped or removed logo is a compact hole in
+   the reference's structure), and, for each region that differs, whether it looks ADDED on top
+   (new edges, the reference's structure still visible between them: overlaid text, watermarks) or
+   REPLACED/REMOVED (the reference's own structure gone).
+4. **Decide.** A small gradient-boosted tree ensemble over those measurements, trained offline by
+   ``training/train_verifier.py`` on a corpus and attack family disjoint from the evaluation grid
+   and stored as plain JSON in ``detector/data/verifier.json``, gives the score.
+
+Everything here is deterministic (OpenCV's RNG is seeded before each RANSAC, single thread).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageOps
+
+from detector.images import ImageLimits, ImageRejected, image_quality, open_image
+
+U8 = npt.NDArray[np.uint8]
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+MODEL_FILE = "verifier.json"
+MODEL_VERSION = 1
+
+#: ORB settings (the same for queries and references).
+ORB_FEATURES = 800
+#: Lowe ratio for the 2-NN test on Hamming distances.
+RATIO = 0.8
+#: RANSAC reprojection threshold, in pixels of the prepared (<= 384 px) query.
+RANSAC_PX = 4.0
+#: Fewer inliers than this: no alignment, rejected without comparing pixels.
+MIN_INLIERS = 8
+#: Direct alignment with fewer inliers than this: the mirrored query is tried as well.
+MIRROR_TRY_BELOW = 60
+#: Plausible scales (query px per reference px, both prepared): beyond them the fit is degenerate.
+MIN_SCALE, MAX_SCALE = 0.12, 6.0
+#: Longest side of the comparison grid laid over the reference.
+GRID = 160
+#: A pixel differs when the query leaves the reference's local range by more than this (0-255).
+DIFF_LEVEL = 40.0
+#: Gradient magnitude (grey levels per grid cell) above which a grid cell is an edge.
+EDGE_LEVEL = 14.0
+#: Differing regions smaller than this fraction of the compared area are not reported.
+MIN_REGION = 0.002
+
+FEATURES: tuple[str, ...] = (
+    "log_inliers",
+    "inlier_ratio",
+    "coverage",
+    "diff_fraction",
+    "ref_edges_reproduced",
+    "worst_missing_small",
+    "worst_missing_large",
+    "worst_missing_mass",
+    "removed_mass",
+    "added_edge_ratio",
+    "largest_area",
+    "largest_missing",
+    "largest_added",
+    "largest_energy_ratio",
+    "largest_fill",
+    "largest_aspect",
+    "largest_extent",
+    "n_regions",
+    "regions_spread",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class VerifyView:
+    """An image prepared for verification.
+
+    Attributes
+    ----------
+    gray : ndarray of uint8, shape (h, w)
+        Grayscale pixels (EXIF orientation applied, transparency flattened onto white), longest
+        side at most ``max_side`` of :func:`prepare`.
+    points, descriptors : ndarray
+        ORB keypoint positions (float32, (n, 2), in ``gray`` pixels) and descriptors (uint8,
+        (n, 32)).
+    mirror_points, mirror_descriptors : ndarray
+        The same for the horizontally mirrored image, positions in mirrored pixels.
+    width, height : int
+        Size of the decoded image before it was bounded (after EXIF orientation).
+    """
+
+    gray: U8
+    points: F32
+    descriptors: U8
+    mirror_points: F32
+    mirror_descriptors: U8
+    width: int
+    height: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        h, w = self.gray.shape
+        return int(h), int(w)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The verdict on one (query, reference) pair, with the evidence behind it.
+
+    Attributes
+    ----------
+    accepted : bool
+        The query is a (transformed) copy of the reference photo.
+    score : float
+        0-1 confidence that it is the same photo.
+    reason : str
+        One human sentence.
+    inliers : int
+        Keypoint matches consistent with the fitted transform.
+    coverage : float
+        Fraction of the reference visible in the query.
+    transform : str
+        The fitted transform in words, e.g. ``"mirror+rotate 4°, scale 0.71, crop"``.
+    differing_regions : list of (x0, y0, x1, y1, label)
+        Boxes in fractions of the query's width and height, labelled ``overlay``,
+        ``watermark``, ``replaced``, ``removed`` or ``changed``.
+    features : dict
+        The measurements the decision was made from (for reports and debugging).
+    """
+
+    accepted: bool
+    score: float
+    reason: str
+    inliers: int
+    coverage: float
+    transform: str
+    differing_regions: list[tuple[float, float, float, float, str]]
+    features: dict[str, float] = field(default_factory=dict)
+
+
+# --- preparation --------------------------------------------------------------------------------
+
+
+def _to_gray(img: Image.Image) -> Image.Image:
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        background.alpha_composite(rgba)
+        img = background
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(scaled.astype(np.uint8), mode="L")
+    return img.convert("L")
+
+
+def _orb() -> Any:
+    return cv2.ORB_create(  # type: ignore[attr-defined]
+        nfeatures=ORB_FEATURES, edgeThreshold=19, patchSize=19, fastThreshold=12
+    )
+
+
+def _features(gray: U8) -> tuple[F32, U8]:
+    keypoints, descriptors = _orb().detectAndCompute(gray, None)
+    if descriptors is None or not keypoints:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
+    points = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
+    return points, np.asarray(descriptors, dtype=np.uint8)
+
+
+def prepare(data: bytes, *, max_side: int = 384) -> VerifyView:
+    """Decode ``data`` and compute everything :func:`verify` needs from it, once.
+
+    Raises :class:`detector.images.ImageRejected` for anything that is not a usable image (the
+    same checks as hashing: format allow-list, size caps, decompression bombs, flat images).
+    """
+    limits = ImageLimits()
+    img = open_image(data, limits)
+    try:
+        if img.format == "JPEG":
+            img.draft("L", (max_side, max_side))
+        img.load()
+        img = ImageOps.exif_transpose(img) or img
+        gray_img = _to_gray(img)
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected("too_many_pixels", f"the image is too large to decode: {exc}") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        msg = str(exc)
+        code = "truncated" if "truncated" in msg or "end of file" in msg.lower() else "not_an_image"
+        raise ImageRejected(code, f"the image data cannot be decoded: {msg}") from exc
+    width, height = gray_img.size
+    arr = np.asarray(gray_img, dtype=np.uint8)
+    if max(width, height) > max_side:
+        k = max_side / max(width, height)
+        size = (max(1, round(width * k)), max(1, round(height * k)))
+        arr = np.asarray(cv2.resize(arr, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    quality = image_quality(arr.astype(np.float32))
+    if quality < limits.min_quality:
+        raise ImageRejected(
+            "too_flat",
+            f"image quality {quality:.1f}/100 is below {limits.min_quality:.0f}: the image is too "
+            "uniform to compare with a reference",
+        )
+    cv2.setNumThreads(1)
+    arr = np.ascontiguousarray(arr)
+    points, descriptors = _features(arr)
+    mirror_points, mirror_descriptors = _features(np.ascontiguousarray(arr[:, ::-1]))
+    return VerifyView(
+        gray=arr,
+        points=points,
+        descriptors=descriptors,
+        mirror_points=mirror_points,
+        mirror_descriptors=mirror_descriptors,
+        width=width,
+        height=height,
+    )
+
+
+# --- alignment ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Alignment:
+    matrix: F64  # 2x3, reference pixels -> query pixels (mirror included)
+    inliers: int
+    matches: int
+    mirrored: bool
+
+
+def _match(ref_desc: U8, q_desc: U8) -> list[tuple[int, int]]:
+    if len(ref_desc) < 2 or len(q_desc) < 2:
+        return []
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+    pairs = matcher.knnMatch(ref_desc, q_desc, k=2)
+    out = []
+    for pair in pairs:
+        if len(pair) == 2 and pair[0].distance < RATIO * pair[1].distance:
+            out.append((pair[0].queryIdx, pair[0].trainIdx))
+    return out
+
+
+def _fit(ref_pts: F32, q_pts: F32, matches: list[tuple[int, int]]) -> tuple[F64 | None, int]:
+    if len(matches) < 4:
+        return None, 0
+    src = ref_pts[[m[0] for m in matches]]
+    dst = q_pts[[m[1] for m in matches]]
+    cv2.setRNGSeed(12345)
+    matrix, mask = cv2.estimateAffinePartial2D(
+        src,
+        dst,
+        method=cv2.RANSAC,
+        ransacReprojThreshold=RANSAC_PX,
+        maxIters=2000,
+        confidence=0.995,
+        refineIters=10,
+    )
+    if matrix is None or mask is None:
+        return None, 0
+    return np.asarray(matrix, dtype=np.float64), int(mask.sum())
+
+
+def _align(query: VerifyView, reference: VerifyView) -> _Alignment | None:
+    best: _Alignment | None = None
+    matches = _match(reference.descriptors, query.descriptors)
+    matrix, inliers = _fit(reference.points, query.points, matches)
+    if matrix is not None:
+        best = _Alignment(matrix, inliers, len(matches), False)
+    if best is None or best.inliers < MIRROR_TRY_BELOW:
+        m_matches = _match(reference.descriptors, query.mirror_descriptors)
+        m_matrix, m_inliers = _fit(reference.points, query.mirror_points, m_matches)
+        if m_matrix is not None and (best is None or m_inliers > best.inliers):
+            w = query.shape[1]
+            flip = np.array([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+            full = flip @ np.vstack([m_matrix, [0.0, 0.0, 1.0]])
+            best = _Alignment(full[:2], m_inliers, len(m_matches), True)
+    return best
+
+
+# --- comparison ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Region:
+    box: tuple[int, int, int, int]  # grid x0, y0, x1, y1 (exclusive)
+    area: float  # fraction of the compared area
+    missing: float  # fraction of the reference's edges in the box the query lacks
+    added: float  # new query edges per reference edge in the box
+    energy_ratio: float  # query / reference gradient energy in the region
+    fill: float  # region pixels / box pixels
+    label: str
+
+
+@dataclass
+class _Comparison:
+    features: dict[str, float]
+    regions: list[_Region]
+    grid_to_query: F64  # 2x3: grid cells -> prepared query pixels
+    coverage: float
+
+
+def _grad(img: F32) -> F32:
+    gx = np.asarray(cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3), dtype=np.float32) / 4.0
+    gy = np.asarray(cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3), dtype=np.float32) / 4.0
+    return np.asarray(np.hypot(gx, gy), dtype=np.float32)
+
+
+def _tone_map(ref: F32, query: F32, valid: npt.NDArray[np.bool_]) -> tuple[U8, float]:
+    """Monotone LUT from reference grey levels to the query's (robust to overlays: medians)."""
+    bins = 32
+    r = ref[valid]
+    q = query[valid]
+    idx = np.clip((r / 256.0 * bins).astype(np.int32), 0, bins - 1)
+    centres = (np.arange(bins) + 0.5) * (256.0 / bins)
+    medians = np.full(bins, np.nan)
+    counts = np.bincount(idx, minlength=bins)
+    order = np.argsort(idx, kind="stable")
+    sorted_q = q[order]
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    for b in range(bins):
+        if counts[b] >= 8:
+            medians[b] = float(np.median(sorted_q[starts[b] : starts[b + 1]]))
+    ok = ~np.isnan(medians)
+    if ok.sum() < 2:
+        lut = np.arange(256, dtype=np.float64)
+        residual = 0.0
+    else:
+        xs, ys = centres[ok], medians[ok]
+        # a tone change keeps contrast: slopes between 0.35 and 3 (a flat map would explain away
+        # any content, and a steep one any noise)
+        slopes = np.clip(np.diff(ys) / np.diff(xs), 0.35, 3.0)
+        rebuilt = np.concatenate([[0.0], np.cumsum(slopes * np.diff(xs))])
+        anchor = int(np.argmax(counts[ok]))
+        mono = rebuilt - rebuilt[anchor] + ys[anchor]
+        lut = np.interp(np.arange(256), xs, mono, left=np.nan, right=np.nan)
+        lo_slope, hi_slope = float(slopes[0]), float(slopes[-1])
+        below = np.arange(256) < xs[0]
+        above = np.arange(256) > xs[-1]
+        lut[below] = mono[0] - (xs[0] - np.arange(256)[below]) * lo_slope
+        lut[above] = mono[-1] + (np.arange(256)[above] - xs[-1]) * hi_slope
+        # how far the mapping is from identity (gamma, brightness): a physical tone change
+        residual = float(np.mean(np.abs(lut - np.arange(256)))) / 255.0
+    return np.clip(lut, 0, 255).astype(np.uint8), residual
+
+
+def _compare(query: VerifyView, reference: VerifyView, align: _Alignment) -> _Comparison:
+    rh, rw = reference.shape
+    f = GRID / max(rh, rw)
+    gw, gh = max(8, round(rw * f)), max(8, round(rh * f))
+    ref_grid = cv2.resize(reference.gray, (gw, gh), interpolation=cv2.INTER_AREA).astype(np.float32)
+    a = align.matrix
+    scale = math.sqrt(abs(float(np.linalg.det(a[:, :2]))))  # query px per reference px
+    # query pixels per grid cell; shrink the query first so the warp does not alias
+    per_cell = scale / f
+    g = min(1.0, 1.0 / per_cell) if per_cell > 0 else 1.0
+    q_img = query.gray
+    if g < 0.95:
+        qh, qw = q_img.shape
+        q_img = np.asarray(
+            cv2.resize(
+                q_img, (max(1, round(qw * g)), max(1, round(qh * g))), interpolation=cv2.INTER_AREA
+            ),
+            dtype=np.uint8,
+        )
+    g_x = q_img.shape[1] / query.shape[1]
+    g_y = q_img.shape[0] / query.shape[0]
+    to_grid = np.array([[1.0 / f, 0.0, 0.0], [0.0, 1.0 / f, 0.0], [0.0, 0.0, 1.0]])
+    ref_to_q = np.vstack([a, [0.0, 0.0, 1.0]])
+    grid_to_q = ref_to_q @ to_grid
+    grid_to_small = np.diag([g_x, g_y, 1.0]) @ grid_to_q
+    warped = cv2.warpAffine(
+        q_img.astype(np.float32),
+        grid_to_small[:2],
+        (gw, gh),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0.0,
+    )
+    inside = cv2.warpAffine(
+        np.ones(q_img.shape, np.uint8),
+        grid_to_small[:2],
+        (gw, gh),
+        flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+    coverage = float(inside.mean())
+    valid = cv2.erode(inside, np.ones((3, 3), np.uint8)).astype(bool)
+    n_valid = int(valid.sum())
+    features: dict[str, float] = dict.fromkeys(FEATURES, 0.0)
+    features["coverage"] = coverage
+    if n_valid < 0.05 * gw * gh:
+        return _Comparison(features, [], grid_to_q[:2], coverage)
+
+    ref_b = np.asarray(cv2.GaussianBlur(ref_grid, (3, 3), 0), dtype=np.float32)
+    q_b = np.asarray(cv2.GaussianBlur(warped, (3, 3), 0), dtype=np.float32)
+    lut, residual = _tone_map(ref_b, q_b, valid)
+    pred = lut[np.clip(ref_b, 0, 255).astype(np.uint8)].astype(np.float32)
+    kernel = np.ones((3, 3), np.uint8)
+    hi = cv2.dilate(pred, kernel)
+    lo = cv2.erode(pred, kernel)
+    excess = np.maximum(np.maximum(q_b - hi, lo - q_b), 0.0)
+    diff = (excess > DIFF_LEVEL) & valid
+
+    gp = _grad(pred)
+    gr = _grad(ref_b)
+    gq = _grad(q_b)
+    ref_edges = (gr > EDGE_LEVEL) & valid
+    q_edges = (gq > EDGE_LEVEL) & valid
+    near_ref_edges = cv2.dilate(ref_edges.astype(np.uint8), kernel).astype(bool)
+    near_q_edges = cv2.dilate(q_edges.astype(np.uint8), kernel).astype(bool)
+    diff_near = cv2.dilate(diff.astype(np.uint8), kernel).astype(bool)
+    # a reference edge is missing where the query's pixels leave the reference's range there
+    missing = ref_edges & diff_near
+    # "removed": missing reference structure with no query edge in its place
+    removed = missing & ~near_q_edges
+    added = q_edges & ~near_ref_edges & diff_near
+
+    n_ref_edges = max(1, int(ref_edges.sum()))
+    features["diff_fraction"] = float(diff.sum()) / n_valid
+    features["ref_edges_reproduced"] = 1.0 - float(missing.sum()) / n_ref_edges
+    features["added_edge_ratio"] = float(added.sum()) / n_ref_edges
+    features["removed_mass"] = float(removed.sum()) / n_ref_edges
+    features["tone_change"] = residual
+
+    # worst windows of missing reference structure, at two scales (logo-sized and larger)
+    edge_f = ref_edges.astype(np.float32)
+    miss_f = missing.astype(np.float32)
+    min_edges = 0.01 * n_ref_edges + 4.0
+    for name, frac in (("worst_missing_small", 0.12), ("worst_missing_large", 0.25)):
+        k = max(5, round(frac * max(gw, gh)) | 1)
+        e_sum = cv2.boxFilter(edge_f, -1, (k, k), normalize=False)
+        m_sum = cv2.boxFilter(miss_f, -1, (k, k), normalize=False)
+        ok = e_sum >= max(min_edges, 0.02 * k * k)
+        if ok.any():
+            ratio = np.where(ok, m_sum / np.maximum(e_sum, 1.0), 0.0)
+            features[name] = float(ratio.max())
+            if name == "worst_missing_small":
+                features["worst_missing_mass"] = float(m_sum[ok].max()) / n_ref_edges
+
+    # differing regions
+    closed = cv2.morphologyEx(diff.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
+    regions: list[_Region] = []
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        area_frac = area / n_valid
+        if area_frac < MIN_REGION:
+            continue
+        box = (max(0, x - 2), max(0, y - 2), min(gw, x + w + 2), min(gh, y + h + 2))
+        sl = (slice(box[1], box[3]), slice(box[0], box[2]))
+        e = float(ref_edges[sl].sum())
+        m = float(missing[sl].sum())
+        ad = float(added[sl].sum())
+        rem = float(removed[sl].sum())
+        comp = labels[sl] == i
+        energy_ratio = float(gq[sl][comp].sum() + 1.0) / float(gp[sl][comp].sum() + 1.0)
+        missing_frac = m / e if e >= 4 else 0.0
+        added_rel = ad / max(e, 4.0)
+        if missing_frac > 0.6 and rem > 0.5 * m:
+            label = "removed"
+        elif missing_frac > 0.6:
+            label = "replaced"
+        elif added_rel > 0.5 or energy_ratio > 1.2:
+            label = "overlay"
+        else:
+            label = "changed"
+        regions.append(
+            _Region(box, area_frac, missing_frac, added_rel, energy_ratio, area / (w * h), label)
+        )
+    regions.sort(key=lambda r: -r.area)
+    features["n_regions"] = math.log1p(len(regions))
+    if regions:
+        big = regions[0]
+        x0, y0, x1, y1 = big.box
+        features["largest_area"] = big.area
+        features["largest_missing"] = big.missing
+        features["largest_added"] = min(big.added, 10.0)
+        features["largest_energy_ratio"] = math.log(big.energy_ratio)
+        features["largest_fill"] = big.fill
+        bw, bh = (x1 - x0) / gw, (y1 - y0) / gh
+        features["largest_aspect"] = math.log(max(bw, 1e-3) / max(bh, 1e-3))
+        features["largest_extent"] = max(bw, bh)
+        if len(regions) >= 3:
+            cx = np.array([(r.box[0] + r.box[2]) / (2 * gw) for r in regions])
+            cy = np.array([(r.box[1] + r.box[3]) / (2 * gh) for r in regions])
+            features["regions_spread"] = float(np.std(cx) + np.std(cy))
+        if len(regions) >= 6 and features["regions_spread"] > 0.35:
+            regions = [_relabel(r, "watermark") if r.label != "removed" else r for r in regions]
+    return _Comparison(features, regions, grid_to_q[:2], coverage)
+
+
+def _relabel(region: _Region, label: str) -> _Region:
+    return _Region(
+        region.box,
+        region.area,
+        region.missing,
+        region.added,
+        region.energy_ratio,
+        region.fill,
+        label,
+    )
+
+
+# --- decision -----------------------------------------------------------------------------------
+
+
+class _Model:
+    """Gradient-boosted regression trees on log-odds, read from plain JSON."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        if payload.get("version") != MODEL_VERSION:
+            raise ValueError(
+                f"verifier model version {payload.get('version')} != supported {MODEL_VERSION}"
+            )
+        if tuple(payload["features"]) != FEATURES:
+            raise ValueError("verifier model was trained on other features; retrain it")
+        self.init = float(payload["init"])
+        self.learning_rate = float(payload["learning_rate"])
+        self.threshold = float(payload["threshold"])
+        self.trees = [
+            (
+                np.asarray(t["feature"], dtype=np.int64),
+                np.asarray(t["threshold"], dtype=np.float64),
+                np.asarray(t["left"], dtype=np.int64),
+                np.asarray(t["right"], dtype=np.int64),
+                np.asarray(t["value"], dtype=np.float64),
+            )
+            for t in payload["trees"]
+        ]
+
+    def score(self, x: F64) -> float:
+        total = self.init
+        for feat, thr, left, right, value in self.trees:
+            node = 0
+            while left[node] >= 0:
+                node = int(left[node]) if x[feat[node]] <= thr[node] else int(right[node])
+            total += self.learning_rate * float(value[node])
+        return 1.0 / (1.0 + math.exp(-total))
+
+
+_MODEL: _Model | None = None
+_MODEL_LOCK = threading.Lock()
+
+
+def _model() -> _Model:
+    global _MODEL
+    if _MODEL is None:
+        with _MODEL_LOCK:
+            if _MODEL is None:
+                text = resources.files("detector.data").joinpath(MODEL_FILE).read_text()
+                _MODEL = _Model(json.loads(text))
+    return _MODEL
+
+
+def feature_vector(features: dict[str, float]) -> F64:
+    """The model's input, in :data:`FEATURES` order."""
+    return np.array([features.get(name, 0.0) for name in FEATURES], dtype=np.float64)
+
+
+def measure(query: VerifyView, reference: VerifyView) -> tuple[dict[str, float], Any]:
+    """Align and compare: the features (empty if no alignment) and internal details.
+
+    Used by training to build feature vectors exactly as :func:`verify` does.
+    """
+    cv2.setNumThreads(1)
+    align = _align(query, reference)
+    if align is None or align.inliers < MIN_INLIERS:
+        return {}, align
+    scale = math.sqrt(abs(float(np.linalg.det(align.matrix[:, :2]))))
+    if not MIN_SCALE <= scale <= MAX_SCALE:
+        return {}, align
+    comparison = _compare(query, reference, align)
+    feats = comparison.features
+    feats["log_inliers"] = math.log1p(align.inliers)
+    feats["inlier_ratio"] = align.inliers / max(1, align.matches)
+    return feats, (align, comparison)
+
+
+def _describe_transform(align: _Alignment, query: VerifyView, reference: VerifyView) -> str:
+    a = align.matrix[:, :2]
+    scale = math.sqrt(abs(float(np.linalg.det(a))))
+    if align.mirrored:
+        a = a @ np.diag([-1.0, 1.0])
+    angle = -math.degrees(math.atan2(float(a[1, 0]), float(a[0, 0])))
+    parts = []
+    if align.mirrored:
+        parts.append("mirror")
+    if abs(angle) >= 0.5:
+        parts.append(f"rotate {angle:.0f}°")
+    head = "+".join(parts) if parts else "upright"
+    # scale in original pixels: query px per reference px
+    qk = query.width / query.shape[1]
+    rk = reference.width / reference.shape[1]
+    return f"{head}, scale {scale * qk / rk:.2f}"
+
+
+def _query_box(
+    box: tuple[int, int, int, int], grid_to_q: F64, query: VerifyView
+) -> tuple[float, float, float, float]:
+    x0, y0, x1, y1 = box
+    corners = np.array([[x0, y0, 1.0], [x1, y0, 1.0], [x0, y1, 1.0], [x1, y1, 1.0]])
+    pts = corners @ grid_to_q.T
+    qh, qw = query.shape
+    xs = np.clip(pts[:, 0] / qw, 0.0, 1.0)
+    ys = np.clip(pts[:, 1] / qh, 0.0, 1.0)
+    return (
+        round(float(xs.min()), 4),
+        round(float(ys.min()), 4),
+        round(float(xs.max()), 4),
+        round(float(ys.max()), 4),
+    )
+
+
+_LABEL_WORDS = {
+    "overlay": "overlaid text or graphics",
+    "watermark": "a tiled watermark",
+    "replaced": "a different mark",
+    "removed": "the reference's content removed",
+    "changed": "changed content",
+}
+
+
+def verify(query: VerifyView, reference: VerifyView) -> Verification:
+    """Decide whether ``query`` is a (transformed) copy of ``reference``, with the evidence."""
+    feats, detail = measure(query, reference)
+    if not feats:
+        inliers = 0 if detail is None else int(detail.inliers)
+        return Verification(
+            accepted=False,
+            score=0.0,
+            reason=(
+                f"could not align the query with the reference ({inliers} consistent keypoint "
+                f"matches, at least {MIN_INLIERS} needed)"
+            ),
+            inliers=inliers,
+            coverage=0.0,
+            transform="none",
+            differing_regions=[],
+            features={},
+        )
+    align, comparison = detail
+    model = _model()
+    score = model.score(feature_vector(feats))
+    accepted = score >= model.threshold
+    transform = _describe_transform(align, query, reference)
+    if comparison.coverage < 0.97:
+        transform += ", crop"
+    qh, qw = query.shape
+    rh, rw = reference.shape
+    ref_area_in_q = abs(float(np.linalg.det(align.matrix[:, :2]))) * rh * rw * comparison.coverage
+    if ref_area_in_q < 0.85 * qh * qw:
+        transform += f", inset ({100 * ref_area_in_q / (qh * qw):.0f}% of the query)"
+    regions = [
+        (*_query_box(r.box, comparison.grid_to_query, query), r.label) for r in comparison.regions
+    ]
+    head = (
+        f"aligned with {align.inliers} inliers; {100 * comparison.coverage:.0f}% of the "
+        "reference visible"
+    )
+    if not comparison.regions:
+        detail_text = "no region differs"
+    else:
+        big = comparison.regions[0]
+        labels = sorted({r.label for r in comparison.regions})
+        words = ", ".join(_LABEL_WORDS[lb] for lb in labels)
+        detail_text = (
+            f"the largest differing region ({100 * big.area:.1f}% of the reference) shows "
+            f"{_LABEL_WORDS[big.label]}, {100 * big.missing:.0f}% of the reference's structure "
+            f"there missing; differences: {words}"
+        )
+    verdict = "same photo" if accepted else "not the same photo"
+    reason = f"{verdict} (score {score:.2f}): {head}; {detail_text}"
+    return Verification(
+        accepted=accepted,
+        score=round(score, 4),
+        reason=reason,
+        inliers=align.inliers,
+        coverage=round(comparison.coverage, 4),
+        transform=transform,
+        differing_regions=regions,
+        features={k: round(v, 5) for k, v in feats.items()},
+    )

@@ -1,0 +1,195 @@
+"""Stage-2 verification on images drawn here (no corpus needed)."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from detector import verify
+from detector.images import ImageRejected
+from tests.support.images import flat_image
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def _product(mark: str | None, size: int = 900) -> Image.Image:
+    """A product stand-in (a bag with handles, stitching and a zip) with a mark on it."""
+    img = Image.new("RGB", (size, size), (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    s = size / 900
+    d.rounded_rectangle(
+        (150 * s, 260 * s, 750 * s, 780 * s), radius=int(40 * s), fill=(40, 70, 150)
+    )
+    d.arc((300 * s, 120 * s, 600 * s, 420 * s), 180, 360, fill=(30, 30, 30), width=int(22 * s))
+    for i in range(12):
+        x = (180 + 48 * i) * s
+        d.line((x, 300 * s, x + 20 * s, 300 * s), fill=(230, 230, 230), width=int(5 * s))
+        d.line((x, 740 * s, x + 20 * s, 740 * s), fill=(230, 230, 230), width=int(5 * s))
+    d.rectangle((180 * s, 330 * s, 720 * s, 345 * s), fill=(200, 170, 60))
+    d.ellipse((660 * s, 690 * s, 700 * s, 730 * s), fill=(200, 170, 60))
+    cx, cy = 450 * s, 540 * s
+    if mark == "star":  # a five-pointed star with a ring
+        pts = []
+        for k in range(10):
+            r = (120 if k % 2 == 0 else 50) * s
+            a = math.pi / 2 + k * math.pi / 5
+            pts.append((cx + r * math.cos(a), cy - r * math.sin(a)))
+        d.polygon(pts, fill=(250, 250, 250))
+        d.ellipse(
+            (cx - 150 * s, cy - 150 * s, cx + 150 * s, cy + 150 * s),
+            outline=(250, 250, 250),
+            width=int(12 * s),
+        )
+    elif mark == "bars":  # three slanted bars and a wordmark
+        for k in range(3):
+            x = cx - 120 * s + k * 80 * s
+            d.polygon(
+                [
+                    (x, cy + 80 * s),
+                    (x + 50 * s, cy + 80 * s),
+                    (x + 110 * s, cy - 90 * s),
+                    (x + 60 * s, cy - 90 * s),
+                ],
+                fill=(250, 250, 250),
+            )
+        d.text(
+            (cx, cy + 130 * s), "KLX", font=_font(int(60 * s)), fill=(250, 250, 250), anchor="mm"
+        )
+    return img
+
+
+def _bytes(img: Image.Image, fmt: str = "PNG", **kw: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def reference() -> verify.VerifyView:
+    return verify.prepare(_bytes(_product("star"), "JPEG", quality=92))
+
+
+def _overlay(img: Image.Image) -> Image.Image:
+    out = img.copy()
+    d = ImageDraw.Draw(out)
+    w, h = out.size
+    d.text(
+        (w / 2, h / 2),
+        "SUPER SALE",
+        font=_font(int(h * 0.12)),
+        fill=(220, 20, 30),
+        anchor="mm",
+        stroke_width=3,
+        stroke_fill=(255, 255, 255),
+    )
+    return out
+
+
+ATTACKS: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "crop": lambda im: im.crop((90, 40, 860, 830)),
+    "rotate": lambda im: im.rotate(5, resample=Image.Resampling.BICUBIC, fillcolor=(255, 255, 255)),
+    "mirror": ImageOps.mirror,
+    "text_overlay": _overlay,
+    "small_jpeg": lambda im: Image.open(
+        io.BytesIO(_bytes(im.resize((400, 400)), "JPEG", quality=40))
+    ),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_transformed_copies_are_accepted(reference: verify.VerifyView, attack: str) -> None:
+    query = verify.prepare(_bytes(ATTACKS[attack](_product("star"))))
+    result = verify.verify(query, reference)
+    assert result.accepted, result.reason
+    assert result.inliers >= verify.MIN_INLIERS
+    assert 0.0 <= result.score <= 1.0
+    if attack == "mirror":
+        assert result.transform.startswith("mirror")
+    if attack == "crop":
+        assert result.coverage < 0.97 and "crop" in result.transform
+
+
+@pytest.mark.parametrize("mark", ["bars", None])
+def test_same_product_with_another_mark_is_rejected(
+    reference: verify.VerifyView, mark: str | None
+) -> None:
+    query = verify.prepare(_bytes(_product(mark), "JPEG", quality=90))
+    result = verify.verify(query, reference)
+    assert not result.accepted, result.reason
+    assert result.differing_regions, "the differing mark must be shown to the reviewer"
+    x0, y0, x1, y1, label = max(
+        result.differing_regions, key=lambda r: (r[2] - r[0]) * (r[3] - r[1])
+    )
+    # the mark sits around (0.5, 0.6) of the image
+    assert x0 < 0.5 < x1 and y0 < 0.6 < y1
+    assert label in {"replaced", "removed", "changed", "overlay"}
+
+
+def test_unrelated_image_is_rejected(reference: verify.VerifyView) -> None:
+    rng = np.random.default_rng(3)
+    noise = Image.fromarray(rng.integers(0, 255, (500, 500, 3), dtype=np.uint8))
+    result = verify.verify(verify.prepare(_bytes(noise)), reference)
+    assert not result.accepted
+    assert result.transform == "none" or result.score < 0.5
+
+
+def test_evidence_fields(reference: verify.VerifyView) -> None:
+    query = verify.prepare(_bytes(_overlay(_product("star"))))
+    result = verify.verify(query, reference)
+    assert result.reason and "inliers" in result.reason
+    assert 0.9 <= result.coverage <= 1.0
+    assert result.transform
+    for x0, y0, x1, y1, label in result.differing_regions:
+        assert 0.0 <= x0 <= x1 <= 1.0 and 0.0 <= y0 <= y1 <= 1.0
+        assert label in {"overlay", "watermark", "replaced", "removed", "changed"}
+    assert set(verify.FEATURES) <= set(result.features)
+
+
+def test_deterministic(reference: verify.VerifyView) -> None:
+    data = _bytes(ATTACKS["rotate"](_product("star")))
+    first = verify.verify(verify.prepare(data), reference)
+    for _ in range(3):
+        again = verify.verify(verify.prepare(data), reference)
+        assert again == first
+
+
+def test_prepare_bounds_size_and_keeps_original_size() -> None:
+    view = verify.prepare(_bytes(_product("star", 1000), "JPEG", quality=90))
+    assert max(view.shape) <= 384
+    assert (view.width, view.height) == (1000, 1000)
+    assert len(view.points) == len(view.descriptors) > 50
+    assert len(view.mirror_points) > 50
+
+
+def test_transparency_is_flattened_on_white() -> None:
+    rgba = Image.new("RGBA", (600, 600), (0, 0, 0, 0))
+    rgba.paste(_product("star", 400), (100, 100))
+    view = verify.prepare(_bytes(rgba))
+    assert int(view.gray[0, 0]) == 255
+
+
+@pytest.mark.parametrize(
+    "data, code",
+    [
+        (b"", "not_an_image"),
+        (b"not an image at all", "not_an_image"),
+        (flat_image(), "too_flat"),
+    ],
+)
+def test_bad_input_is_rejected(data: bytes, code: str) -> None:
+    with pytest.raises(ImageRejected) as info:
+        verify.prepare(data)
+    assert info.value.code == code
+
+
+def test_truncated_input_is_rejected() -> None:
+    data = _bytes(_product("star"), "JPEG", quality=90)
+    with pytest.raises(ImageRejected):
+        verify.prepare(data[: len(data) // 3])
