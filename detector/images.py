@@ -66,6 +66,8 @@ class DecodedImage:
     ----------
     gray : ndarray of float32, shape (h, w)
         Normalised grayscale pixels in [0, 255], borders trimmed, longest side <= ``WORK_SIDE``.
+    full : ndarray of float32 or None
+        The same before trimming (None when nothing was trimmed).
     width, height : int
         Size of the original image as stored in the file (before EXIF orientation).
     format : str
@@ -82,6 +84,12 @@ class DecodedImage:
     format: str
     quality: float
     trimmed: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    full: GrayArray | None = None
+
+    @property
+    def frame(self) -> GrayArray:
+        """The whole image before border trimming (overlays often reach into the margins)."""
+        return self.gray if self.full is None else self.full
 
 
 @dataclass(frozen=True)
@@ -192,6 +200,7 @@ def decode(data: bytes, limits: ImageLimits | None = None, *, draft: bool = True
         code = "truncated" if "truncated" in msg or "end of file" in msg.lower() else "not_an_image"
         raise ImageRejected(code, f"the image data cannot be decoded: {msg}") from exc
     arr = np.asarray(gray_img, dtype=np.float32)
+    full = arr
     arr, trimmed = trim_uniform_border(arr)
     quality = image_quality(arr)
     if quality < limits.min_quality:
@@ -201,33 +210,85 @@ def decode(data: bytes, limits: ImageLimits | None = None, *, draft: bool = True
             "uniform (blank, single colour or nearly so) to identify",
         )
     return DecodedImage(
-        gray=arr, width=width, height=height, format=fmt, quality=quality, trimmed=trimmed
+        gray=arr,
+        width=width,
+        height=height,
+        format=fmt,
+        quality=quality,
+        trimmed=trimmed,
+        full=None if arr is full else full,
     )
 
 
-def trim_uniform_border(
-    gray: GrayArray, tolerance: float = 12.0, min_keep: float = 0.2
-) -> tuple[GrayArray, tuple[float, float, float, float]]:
-    """Remove rows/columns at the edges that match the border colour within ``tolerance``.
+def _main_run(profile: npt.NDArray[np.float64], on: float, gap: int) -> tuple[int, int] | None:
+    """The contiguous run (gaps up to ``gap`` bridged) of ``profile > on`` with the most mass."""
+    idx = np.flatnonzero(profile > on)
+    if idx.size == 0:
+        return None
+    breaks = np.flatnonzero(np.diff(idx) > gap + 1)
+    starts = np.concatenate(([idx[0]], idx[breaks + 1]))
+    ends = np.concatenate((idx[breaks], [idx[-1]])) + 1
+    cums = np.concatenate(([0.0], np.cumsum(profile)))
+    masses = cums[ends] - cums[starts]
+    best = int(np.argmax(masses))
+    return int(starts[best]), int(ends[best])
 
-    The border colour is the median of the outermost ring. Trimming stops if less than
-    ``min_keep`` of a side would remain (an almost uniform image is left as it is).
+
+def content_box(
+    gray: GrayArray, tolerance: float = 12.0, min_keep: float = 0.2
+) -> tuple[int, int, int, int] | None:
+    """Box (left, top, right, bottom) of the main content against a uniform background.
+
+    Content is what differs from the border colour (median of the outermost ring) by more than
+    ``tolerance``. Rows and columns are kept as the heaviest contiguous run of content (gaps of
+    up to 3 % bridged), so a shop name or a status bar separated from the product by background
+    is not part of the box. None when there is nothing to trim.
     """
     h, w = gray.shape
     ring = np.concatenate([gray[0, :], gray[-1, :], gray[:, 0], gray[:, -1]])
     border = float(np.median(ring))
     differs = np.abs(gray - border) > tolerance
-    rows = np.flatnonzero(differs.any(axis=1))
-    cols = np.flatnonzero(differs.any(axis=0))
-    if rows.size == 0 or cols.size == 0:
-        return gray, (0.0, 0.0, 0.0, 0.0)
-    top, bottom = int(rows[0]), int(rows[-1]) + 1
-    left, right = int(cols[0]), int(cols[-1]) + 1
+    rows = _main_run(differs.mean(axis=1), 0.004, max(1, round(0.03 * h)))
+    if rows is None:
+        return None
+    top, bottom = rows
+    cols = _main_run(differs[top:bottom].mean(axis=0), 0.004, max(1, round(0.03 * w)))
+    if cols is None:
+        return None
+    left, right = cols
     if (bottom - top) < min_keep * h or (right - left) < min_keep * w:
-        return gray, (0.0, 0.0, 0.0, 0.0)
+        return None
     if top == 0 and left == 0 and bottom == h and right == w:
+        return None
+    return left, top, right, bottom
+
+
+def trim_uniform_border(
+    gray: GrayArray, tolerance: float = 12.0, min_keep: float = 0.2, rounds: int = 3
+) -> tuple[GrayArray, tuple[float, float, float, float]]:
+    """Trim uniform borders, repeatedly (a frame around a white page around a product).
+
+    Returns the trimmed array and the fractions trimmed from (left, top, right, bottom) of the
+    input.
+    """
+    h, w = gray.shape
+    x0, y0, x1, y1 = 0, 0, w, h
+    for _ in range(rounds):
+        box = content_box(gray[y0:y1, x0:x1], tolerance, min_keep)
+        if box is None:
+            break
+        left, top, right, bottom = box
+        # Step past the anti-aliased edge of a frame, so the next round sees a clean ring.
+        ix, iy = max(1, round(0.015 * (right - left))), max(1, round(0.015 * (bottom - top)))
+        left, top = left + (ix if left > 0 else 0), top + (iy if top > 0 else 0)
+        right = right - (ix if right < x1 - x0 else 0)
+        bottom = bottom - (iy if bottom < y1 - y0 else 0)
+        x0, y0, x1, y1 = x0 + left, y0 + top, x0 + right, y0 + bottom
+        if (x1 - x0) < min_keep * w or (y1 - y0) < min_keep * h:
+            break
+    if (x0, y0, x1, y1) == (0, 0, w, h):
         return gray, (0.0, 0.0, 0.0, 0.0)
-    return gray[top:bottom, left:right], (left / w, top / h, (w - right) / w, (h - bottom) / h)
+    return gray[y0:y1, x0:x1], (x0 / w, y0 / h, (w - x1) / w, (h - y1) / h)
 
 
 def image_quality(gray: GrayArray) -> float:
@@ -289,49 +350,64 @@ def _crop(gray: GrayArray, box: tuple[float, float, float, float]) -> GrayArray:
 def _rotate(gray: GrayArray, degrees: float) -> GrayArray:
     img = Image.fromarray(gray, mode="F")
     rotated = img.rotate(degrees, resample=Image.Resampling.BILINEAR, expand=False, fillcolor=255.0)
-    arr = np.asarray(rotated, dtype=np.float32)
-    return trim_uniform_border(arr)[0]
+    return np.asarray(rotated, dtype=np.float32)
 
 
 def _crop_boxes() -> list[tuple[str, tuple[float, float, float, float]]]:
+    """Sub-windows of a reference: centred, side- and corner-anchored crops at four scales."""
     boxes: list[tuple[str, tuple[float, float, float, float]]] = []
     for f in (0.05, 0.10, 0.15, 0.20):
         pct = round(f * 100)
-        boxes.append((f"crop{pct}", (f, f, f, f)))
-        # Off-centre: the same area lost, all of it on one side (and its corner combinations).
         g = 2 * f
-        boxes.append((f"crop{pct}-l", (g, f, 0.0, f)))
-        boxes.append((f"crop{pct}-r", (0.0, f, g, f)))
-        boxes.append((f"crop{pct}-t", (f, g, f, 0.0)))
-        boxes.append((f"crop{pct}-b", (f, 0.0, f, g)))
+        boxes += [
+            (f"crop{pct}", (f, f, f, f)),
+            (f"crop{pct}-l", (g, f, 0.0, f)),
+            (f"crop{pct}-r", (0.0, f, g, f)),
+            (f"crop{pct}-t", (f, g, f, 0.0)),
+            (f"crop{pct}-b", (f, 0.0, f, g)),
+            (f"crop{pct}-tl", (g, g, 0.0, 0.0)),
+            (f"crop{pct}-tr", (0.0, g, g, 0.0)),
+            (f"crop{pct}-bl", (g, 0.0, 0.0, g)),
+            (f"crop{pct}-br", (0.0, 0.0, g, g)),
+        ]
     return boxes
 
 
 REFERENCE_ROTATIONS: tuple[float, ...] = (-6.0, -3.0, 3.0, 6.0)
 
 
-def reference_variants(gray: GrayArray) -> list[tuple[str, GrayArray]]:
-    """The transformed views of a reference whose hashes are stored in the index."""
-    views: list[tuple[str, GrayArray]] = [("orig", gray)]
+def reference_variants(image: DecodedImage) -> list[tuple[str, GrayArray]]:
+    """The transformed views of a reference whose hashes are stored in the index.
+
+    Crops and rotations are taken from the whole frame (that is what a counterfeiter edits);
+    the border-trimmed image is one more view, so re-framed copies match too.
+    """
+    frame = image.frame
+    views: list[tuple[str, GrayArray]] = [("orig", frame)]
+    if image.full is not None:
+        views.append(("trim", image.gray))
     for name, box in _crop_boxes():
-        views.append((name, trim_uniform_border(_crop(gray, box))[0]))
+        views.append((name, _crop(frame, box)))
     for deg in REFERENCE_ROTATIONS:
-        views.append((f"rot{deg:+.0f}", _rotate(gray, deg)))
+        views.append((f"rot{deg:+.0f}", _rotate(frame, deg)))
     return views
 
 
 def hash_reference(image: DecodedImage) -> list[HashVariant]:
     """Hashes stored for a reference: every variant and its mirror image."""
     out: list[HashVariant] = []
-    for name, view in reference_variants(image.gray):
+    for name, view in reference_variants(image):
         out.append(HashVariant(name, dct_hash(view)))
         out.append(HashVariant(f"{name}+mirror", dct_hash(view[:, ::-1])))
     return _dedupe(out)
 
 
 def hash_query(image: DecodedImage) -> list[HashVariant]:
-    """Hashes computed for a listing image: the image as it is."""
-    return [HashVariant("orig", dct_hash(image.gray))]
+    """Hashes computed for a listing image: the whole frame and the border-trimmed image."""
+    views = [HashVariant("orig", dct_hash(image.frame))]
+    if image.full is not None:
+        views.append(HashVariant("trim", dct_hash(image.gray)))
+    return views
 
 
 def _dedupe(hashes: Sequence[HashVariant]) -> list[HashVariant]:
