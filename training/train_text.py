@@ -47,7 +47,13 @@ from detector.artifacts import (
     load_active,
     save_artifact,
 )
-from detector.classifier import PreparedListings, TextModel, build_pipeline
+from detector.classifier import (
+    NUMERIC_FEATURE_NAMES,
+    PRICE_FEATURE_NAMES,
+    PreparedListings,
+    TextModel,
+    build_pipeline,
+)
 from training.text_corpus import DATA_DIR, LabeledListing, generate_corpus
 
 __all__ = [
@@ -64,6 +70,7 @@ DEFAULT_THRESHOLDS: Final[dict[str, float]] = {"review": 0.5, "block": 0.85}
 DEFAULT_SEED: Final = 7
 DEFAULT_N: Final = 20000
 _CHUNK: Final = 500
+_PRICE_COLUMNS: Final = [NUMERIC_FEATURE_NAMES.index(n) for n in PRICE_FEATURE_NAMES]
 
 Log = Callable[[str], None]
 FloatArray = npt.NDArray[np.float64]
@@ -369,6 +376,7 @@ def train(
     brands: Sequence[tuple[str, Sequence[str]]] | None = None,
     pipeline_params: Mapping[str, Any] | None = None,
     data_description: Mapping[str, Any] | None = None,
+    price_dropout: float = 0.3,
     progress: bool = True,
     log: Log = _quiet,
 ) -> TrainResult:
@@ -386,6 +394,9 @@ def train(
         Serving thresholds, default ``{"review": 0.5, "block": 0.85}``; stored in the card.
     brands : optional
         Brand names for the brand features; default :func:`corpus_brands`.
+    price_dropout : float
+        Share of training listings whose price features are hidden (augmentation against
+        leaning on price); the held-out set is scored with and without prices.
     """
     thresholds = dict(thresholds or DEFAULT_THRESHOLDS)
     if len(listings) < 20:
@@ -413,17 +424,32 @@ def train(
     )
     t0 = time.perf_counter()
     log(f"fitting on {len(train_idx)}, holding out {len(test_idx)}")
-    pipeline[1:].fit(prepared.take(train_idx), y_all[train_idx])
+    train_prepared = prepared.take(train_idx)
+    if price_dropout > 0:
+        # Augmentation: hide the price from a share of the training listings so the text
+        # features must carry the decision on their own (synthetic fakes are nearly all cheap;
+        # real ones are not, and many listings come without a reference price).
+        hide = np.random.default_rng(seed).random(len(train_idx)) < price_dropout
+        train_prepared.numeric[np.ix_(np.flatnonzero(hide), np.asarray(_PRICE_COLUMNS))] = 0.0
+    pipeline[1:].fit(train_prepared, y_all[train_idx])
     timings["fit_s"] = round(time.perf_counter() - t0, 2)
-    p_test = np.asarray(pipeline[1:].predict_proba(prepared.take(test_idx))[:, 1], dtype=float)
+    test_prepared = prepared.take(test_idx)
+    p_test = np.asarray(pipeline[1:].predict_proba(test_prepared)[:, 1], dtype=float)
     y_test = y_all[test_idx]
     languages = [listings[i].language for i in test_idx]
     scenarios = [listings[i].scenario for i in test_idx]
     metrics: dict[str, Any] = {
         "holdout": evaluate(y_test, p_test, thresholds, languages, scenarios)
     }
+    test_prepared.numeric[:, _PRICE_COLUMNS] = 0.0
+    p_no_price = np.asarray(pipeline[1:].predict_proba(test_prepared)[:, 1], dtype=float)
+    metrics["holdout_without_price"] = {
+        **_ranking(y_test, p_no_price),
+        "note": "same held-out listings with price and reference price removed",
+    }
     hold = metrics["holdout"]
     log(f"held-out PR-AUC {hold['pr_auc']}, ROC-AUC {hold['roc_auc']}, Brier {hold['brier']}")
+    log(f"held-out PR-AUC without prices {metrics['holdout_without_price']['pr_auc']}")
 
     if cv:
         t0 = time.perf_counter()
@@ -459,7 +485,7 @@ def train(
         "model": {
             "pipeline": [name for name, _ in pipeline.steps],
             "blocks": {name: int(step.n_features_out_) for name, step in union.transformer_list},
-            "params": {"brands": len(brand_terms), **params},
+            "params": {"brands": len(brand_terms), "price_dropout": price_dropout, **params},
             "classifier": "LogisticRegression (liblinear, L2) + sigmoid calibration",
             "trained_on": "train split only: the held-out metrics describe this exact model",
         },
