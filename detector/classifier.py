@@ -7,7 +7,8 @@
       -> FeatureUnion
            word   NgramTfidf(kind="word", 1-2)      words of the normalised text
            char   NgramTfidf(kind="char", 2-5)      characters of the normalised text (also CJK)
-           lex    LexiconScaler                     cue / brand / price features, scaled
+           lexicon LexiconScaler("lexicon")         cue / brand counts, scaled to [0, 1]
+           price   LexiconScaler("price")           discount to the reference price (damped)
       -> CalibratedClassifierCV(LogisticRegression, sigmoid, ensemble=False)
 
 Everything that learns follows scikit-learn's contract (parameters stored as given in

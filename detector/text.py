@@ -805,8 +805,10 @@ class BrandMatcher:
     def _fuzzy_single(self, tok: str) -> tuple[int, _Name] | None:
         """Closest single-token name within its edit budget; memoised (words repeat a lot)."""
         cache = self._fuzzy_cache
-        if tok in cache:
+        try:
             return cache[tok]
+        except KeyError:  # (not "in" then "[]": another thread may clear the cache between)
+            pass
         n = len(tok)
         best_d, best = 9, None
         for bucket in (self._fuzzy_first.get((tok[0], n)), self._fuzzy_last.get((tok[-1], n))):
