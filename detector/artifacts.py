@@ -12,8 +12,10 @@ Loading is deliberately strict. skops.io reconstructs objects from a JSON schema
 type not on an explicit list (:data:`TRUSTED_TYPES` on top of skops' own safe defaults), so a
 tampered file cannot run code; the file's sha256 must match the card (corrupt or swapped files
 are refused); and the scikit-learn, skops and numpy versions recorded in the card must equal the
-running ones (a linear model's attributes can change meaning between releases). Every refusal is
-an :class:`ArtifactError` with a message that says what to do.
+running ones (a linear model's attributes can change meaning between releases), and so must the
+classifier schema (:data:`detector.classifier.MODEL_SCHEMA`, bumped when our own estimators'
+attributes change). Every refusal is an :class:`ArtifactError` with a message that says what to
+do.
 
 The registry pointer is only *read* here (``training.registry`` writes it, atomically). A
 service polls :func:`registry_stamp` every few seconds, or uses :class:`ActiveModel`, to pick up
@@ -36,7 +38,7 @@ from typing import Any, Final
 
 from sklearn.pipeline import Pipeline
 
-from detector.classifier import TextModel
+from detector.classifier import MODEL_SCHEMA, TextModel
 
 __all__ = [
     "CARD_FILE",
@@ -156,6 +158,7 @@ def save_artifact(
         {
             "format": FORMAT,
             "version": version,
+            "model_schema": MODEL_SCHEMA,
             "libraries": library_versions(),
             "artifact": {
                 "file": MODEL_FILE,
@@ -186,7 +189,12 @@ def read_card(version_dir: str | Path) -> dict[str, Any]:
 
 
 def check_compatible(card: Mapping[str, Any]) -> None:
-    """Raise ArtifactError unless the card's library versions equal the running ones."""
+    """Raise ArtifactError unless the card's library versions and model schema are ours."""
+    if card.get("model_schema") != MODEL_SCHEMA:
+        raise ArtifactError(
+            f"model {card.get('version')} uses classifier schema {card.get('model_schema')} "
+            f"(this code reads schema {MODEL_SCHEMA}); retrain it with `fakeguard train`"
+        )
     recorded = card.get("libraries")
     if not isinstance(recorded, Mapping):
         raise ArtifactError("model card records no library versions")

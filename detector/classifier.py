@@ -56,6 +56,7 @@ from detector.text import (
 )
 
 __all__ = [
+    "MODEL_SCHEMA",
     "NUMERIC_FEATURE_NAMES",
     "PRICE_FEATURE_NAMES",
     "LexiconScaler",
@@ -67,6 +68,11 @@ __all__ = [
     "listing_field",
     "price_features",
 ]
+
+# Bump whenever a parameter or fitted attribute of the classes below changes name or meaning:
+# artifacts record it and an artifact from another schema is refused (and the default model
+# rebuilt), exactly like an artifact from another scikit-learn version.
+MODEL_SCHEMA: Final = 2
 
 PRICE_FEATURE_NAMES: Final = ("price_discount", "price_far_below")
 NUMERIC_FEATURE_NAMES: Final[tuple[str, ...]] = (*TEXT_FEATURE_NAMES, *PRICE_FEATURE_NAMES)

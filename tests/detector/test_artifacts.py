@@ -99,6 +99,12 @@ def test_refuses_a_tampered_library_version(models: Path) -> None:
     assert listed["v2"]["compatible"] is True
 
 
+def test_refuses_another_classifier_schema(models: Path) -> None:
+    _rewrite_card(models, "v1", model_schema=1)
+    with pytest.raises(ArtifactError, match="schema 1"):
+        load_artifact(models, "v1")
+
+
 def test_refuses_a_corrupt_file(models: Path) -> None:
     model_path = text_dir(models) / "v1" / MODEL_FILE
     data = bytearray(model_path.read_bytes())
