@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api import health
 from api.admin.router import router as admin_router
 from api.brands.router import router as brands_router
+from api.catalog import CatalogService
 from api.context import AppContext
 from api.errors import install_error_handlers
 from api.settings import Settings
@@ -65,7 +66,19 @@ def build_context(settings: Settings) -> AppContext:
             ApiKeyRepository(session).ensure(
                 settings.bootstrap_admin_key.get_secret_value(), "admin", name="bootstrap admin"
             )
-    return AppContext(settings=settings, engine=engine, sessions=sessions, blobs=blobs)
+    catalog = CatalogService(
+        sessions,
+        default_distance=settings.match_distance,
+        refresh_seconds=settings.catalog_refresh_seconds,
+        reconcile_seconds=settings.catalog_reconcile_seconds,
+    )
+    try:
+        catalog.load()
+    except Exception:  # an unmigrated or unreachable database: /readyz says so; retry later
+        log.exception("could not load the reference catalog at start; the refresher will retry")
+    return AppContext(
+        settings=settings, engine=engine, sessions=sessions, blobs=blobs, catalog=catalog
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -77,9 +90,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = build_context(settings)
         app.state.ctx = ctx
+        ctx.catalog.start()
         try:
             yield
         finally:
+            ctx.catalog.stop()
             ctx.engine.dispose()
 
     app = FastAPI(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.catalog import CatalogService
 from api.settings import Settings
 from detector.images import ImageLimits
 from store.blobs import LocalBlobStore
@@ -18,6 +19,7 @@ class AppContext:
     engine: Engine
     sessions: sessionmaker[Session]
     blobs: LocalBlobStore
+    catalog: CatalogService
 
     @property
     def image_limits(self) -> ImageLimits:

@@ -27,6 +27,14 @@ class Settings(BaseSettings):
     max_files_per_upload: int = Field(default=100, gt=0)
     max_request_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
 
+    #: Image matching: Hamming distance (of 64) at or under which a stored reference hash is a
+    #: candidate; brands can override it (``match_distance``).
+    match_distance: int = Field(default=10, ge=0, le=32)
+    #: How often each worker applies catalog changes made by other workers, and how often it
+    #: re-checks the whole catalog against the database.
+    catalog_refresh_seconds: float = Field(default=2.0, gt=0)
+    catalog_reconcile_seconds: float = Field(default=60.0, gt=0)
+
     #: Database connection pool size per worker (PostgreSQL).
     db_pool_size: int = Field(default=10, gt=0)
     #: Run migrations when the app starts (``fakeguard serve`` migrates before it listens).

@@ -23,7 +23,7 @@ import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 ALGORITHM = "dct64"
-ALGORITHM_VERSION = 1
+ALGORITHM_VERSION = 2
 
 #: Formats we decode. Anything else (PSD, EPS, which would run Ghostscript, ICO, ...) is refused.
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")

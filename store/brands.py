@@ -71,8 +71,18 @@ class BrandRepository:
     def all(self) -> list[Brand]:
         return list(self.session.scalars(select(Brand).order_by(Brand.name_key)).all())
 
-    def delete(self, brand: Brand) -> int:
-        """Delete a brand with its references and keys; logs removals for index workers."""
+    def match_distances(self) -> dict[str, int]:
+        """Per-brand image match distance overrides."""
+        rows = self.session.execute(
+            select(Brand.id, Brand.match_distance).where(Brand.match_distance.is_not(None))
+        ).all()
+        return {r[0]: int(r[1]) for r in rows if r[1] is not None}
+
+    def delete(self, brand: Brand) -> list[str]:
+        """Delete a brand with its references and keys; logs removals for index workers.
+
+        Returns the ids of the references removed.
+        """
         ref_ids = self.session.scalars(
             select(Reference.id).where(Reference.brand_id == brand.id)
         ).all()
@@ -80,4 +90,4 @@ class BrandRepository:
             self.session.add(CatalogEvent(op="remove", reference_id=ref_id, brand_id=brand.id))
         self.session.delete(brand)
         self.session.flush()
-        return len(ref_ids)
+        return list(ref_ids)

@@ -161,5 +161,22 @@ class ReferenceRepository:
             query = query.where(ReferenceHash.reference_id.in_(reference_ids))
         return [HashRow(r[0], r[1], r[2], to_unsigned64(r[3])) for r in self.session.execute(query)]
 
+    def index_entries(self) -> list[tuple[str, str, str]]:
+        """(reference id, brand id, sha256) of every reference: what the index should hold."""
+        rows = self.session.execute(
+            select(Reference.id, Reference.brand_id, Reference.sha256)
+        ).all()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def index_entries_for(self, reference_ids: Sequence[str]) -> list[tuple[str, str, str]]:
+        if not reference_ids:
+            return []
+        rows = self.session.execute(
+            select(Reference.id, Reference.brand_id, Reference.sha256).where(
+                Reference.id.in_(reference_ids)
+            )
+        ).all()
+        return [(r[0], r[1], r[2]) for r in rows]
+
     def count(self) -> int:
         return self.session.scalar(select(func.count()).select_from(Reference)) or 0

@@ -76,9 +76,9 @@ def update_brand(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(*AUTH_ERRORS, NotFound),
 )
-def delete_brand(brand_id: str, session: SessionDep, admin: AdminKey) -> Response:
+def delete_brand(brand_id: str, session: SessionDep, ctx: ContextDep, admin: AdminKey) -> Response:
     """Delete a brand with its references and brand keys (admin)."""
-    service.delete_brand(session, admin, brand_id)
+    service.delete_brand(session, ctx, admin, brand_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -165,8 +165,8 @@ def reference_image(
     responses=error_responses(*AUTH_ERRORS, NotFound),
 )
 def delete_reference(
-    brand_id: str, reference_id: str, session: SessionDep, principal: BrandKey
+    brand_id: str, reference_id: str, session: SessionDep, ctx: ContextDep, principal: BrandKey
 ) -> Response:
     """Delete a reference image; it stops matching within seconds in every worker."""
-    service.delete_reference(session, principal, brand_id, reference_id)
+    service.delete_reference(session, ctx, principal, brand_id, reference_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

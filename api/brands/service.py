@@ -18,6 +18,7 @@ from api.brands.schemas import (
     UploadError,
     UploadResult,
 )
+from api.catalog import after_commit
 from api.context import AppContext
 from api.deps import Principal
 from api.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
@@ -176,16 +177,17 @@ def update_brand(session: Session, actor: Principal, brand_id: str, body: BrandP
     return brand_out(brand)
 
 
-def delete_brand(session: Session, actor: Principal, brand_id: str) -> None:
+def delete_brand(session: Session, ctx: AppContext, actor: Principal, brand_id: str) -> None:
     brand = get_brand(session, actor, brand_id)
     removed = BrandRepository(session).delete(brand)
+    after_commit(session, lambda: ctx.catalog.removed_locally(removed))
     AuditRepository(session).record(
         "brand.delete",
         "brand",
         brand_id,
         actor_key_id=actor.key_id,
         brand_id=brand_id,
-        detail={"name": brand.name, "references_removed": removed},
+        detail={"name": brand.name, "references_removed": len(removed)},
     )
 
 
@@ -222,6 +224,7 @@ def upload_references(
         )
     repo = ReferenceRepository(session)
     audit = AuditRepository(session)
+    catalog_adds: list[tuple[str, str, str, list[tuple[str, int]]]] = []
     results: list[ReferenceOut] = []
     errors: list[UploadError] = []
     for index, incoming in enumerate(files):
@@ -274,6 +277,7 @@ def upload_references(
             algorithm_version=images.ALGORITHM_VERSION,
         )
         if created:
+            catalog_adds.append((row.id, brand_id, digest, [(h.variant, h.value) for h in hashes]))
             audit.record(
                 "reference.create",
                 "reference",
@@ -287,6 +291,14 @@ def upload_references(
                 row, "created" if created else "existing", len(hashes) if created else None
             )
         )
+    if catalog_adds:
+        catalog = ctx.catalog
+
+        def _index_new() -> None:
+            for entry in catalog_adds:
+                catalog.added_locally(*entry)
+
+        after_commit(session, _index_new)
     return UploadResult(references=results, errors=errors)
 
 
@@ -312,10 +324,13 @@ def get_reference(
     return reference_out(_get_reference(session, principal, brand_id, ref_id))
 
 
-def delete_reference(session: Session, actor: Principal, brand_id: str, ref_id: str) -> None:
+def delete_reference(
+    session: Session, ctx: AppContext, actor: Principal, brand_id: str, ref_id: str
+) -> None:
     get_brand(session, actor, brand_id)
     ref = _get_reference(session, actor, brand_id, ref_id)
     ReferenceRepository(session).delete(ref)
+    after_commit(session, lambda: ctx.catalog.removed_locally([ref_id]))
     AuditRepository(session).record(
         "reference.delete",
         "reference",
