@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from detector import images
 from detector.matching import CatalogIndex
+from store.blobs import LocalBlobStore
 from store.brands import BrandRepository
 from store.db import session_scope
 from store.references import ReferenceRepository
@@ -148,7 +149,9 @@ class CatalogService:
                     break
                 adds: dict[str, tuple[str, str, str]] = {}
                 for change in changes:
-                    if change.op == "add":
+                    if change.op == "update":  # rehashed: drop, then load the new hashes
+                        self._remove(change.reference_id)
+                    if change.op in ("add", "update"):
                         adds[change.reference_id] = (change.reference_id, change.brand_id, "")
                     else:
                         adds.pop(change.reference_id, None)
@@ -233,3 +236,63 @@ class CatalogService:
             "references_without_hashes": self.missing_hashes,
             "loaded": self.loaded,
         }
+
+
+@dataclass(frozen=True)
+class RehashReport:
+    rehashed: int
+    failed: list[tuple[str, str]]
+
+
+def rehash_references(
+    sessions: sessionmaker[Session],
+    blobs: LocalBlobStore,
+    *,
+    everything: bool = False,
+    progress: bool = True,
+) -> RehashReport:
+    """Recompute stored hashes from the original bytes for the current algorithm version.
+
+    By default only references lacking hashes of the current version; ``everything`` redoes all.
+    Workers pick the new hashes up through the catalog event log.
+    """
+    with session_scope(sessions) as session:
+        repo = ReferenceRepository(session)
+        todo = (
+            repo.all()
+            if everything
+            else repo.without_hashes(
+                algorithm=images.ALGORITHM, algorithm_version=images.ALGORITHM_VERSION
+            )
+        )
+        ids = [(r.id, r.brand_id, r.sha256) for r in todo]
+    failed: list[tuple[str, str]] = []
+    done = 0
+    iterator: Iterable[tuple[str, str, str]] = ids
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(ids, desc="rehash", unit="ref")
+    for ref_id, _brand_id, sha in iterator:
+        data = blobs.get(sha)
+        if data is None:
+            failed.append((ref_id, "original bytes missing from the blob store"))
+            continue
+        try:
+            hashes = images.hash_reference(images.decode(data, draft=False))
+        except images.ImageRejected as exc:
+            failed.append((ref_id, exc.reason))
+            continue
+        with session_scope(sessions) as session:
+            repo = ReferenceRepository(session)
+            ref = repo.get_any(ref_id)
+            if ref is None:
+                continue
+            repo.replace_hashes(
+                ref,
+                [(h.variant, h.value) for h in hashes],
+                algorithm=images.ALGORITHM,
+                algorithm_version=images.ALGORITHM_VERSION,
+            )
+        done += 1
+    return RehashReport(done, failed)

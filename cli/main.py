@@ -84,6 +84,31 @@ def _cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_catalog_rehash(args: argparse.Namespace) -> int:
+    from api.catalog import rehash_references
+    from api.settings import Settings
+    from store.blobs import LocalBlobStore
+    from store.db import make_engine, make_session_factory
+    from store.migrate import upgrade
+
+    settings = Settings()
+    upgrade(settings.db_url)
+    engine = make_engine(settings.db_url)
+    try:
+        report = rehash_references(
+            make_session_factory(engine),
+            LocalBlobStore(settings.blobs_path),
+            everything=args.all,
+            progress=not args.quiet,
+        )
+    finally:
+        engine.dispose()
+    print(f"rehashed {report.rehashed} references")
+    for ref_id, reason in report.failed:
+        print(f"  failed {ref_id}: {reason}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
 def _cmd_keys_generate(_: argparse.Namespace) -> int:
     from store.keys import generate_key
 
@@ -262,6 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     models_sub.add_parser(
         "ensure-default", help="build and promote the seed-corpus model if none is usable"
     ).set_defaults(func=_cmd_models_ensure_default)
+    catalog = sub.add_parser("catalog", help="reference catalog maintenance")
+    catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True)
+    rehash = catalog_sub.add_parser(
+        "rehash", help="recompute reference hashes for the current hash algorithm version"
+    )
+    rehash.add_argument("--all", action="store_true", help="every reference, not only stale ones")
+    rehash.add_argument("--quiet", action="store_true", help="no progress bar")
+    rehash.set_defaults(func=_cmd_catalog_rehash)
     return parser
 
 

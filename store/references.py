@@ -88,6 +88,45 @@ class ReferenceRepository:
             return existing, False
         return reference, True
 
+    def replace_hashes(
+        self,
+        reference: Reference,
+        hashes: Sequence[tuple[str, int]],
+        *,
+        algorithm: str,
+        algorithm_version: int,
+    ) -> None:
+        """Swap a reference's stored hashes for new ones (a new algorithm version)."""
+        self.session.execute(
+            delete(ReferenceHash).where(ReferenceHash.reference_id == reference.id)
+        )
+        self.session.add_all(
+            ReferenceHash(
+                reference_id=reference.id,
+                brand_id=reference.brand_id,
+                algorithm=algorithm,
+                algorithm_version=algorithm_version,
+                variant=variant,
+                value=to_signed64(value),
+            )
+            for variant, value in hashes
+        )
+        self.session.add(
+            CatalogEvent(op="update", reference_id=reference.id, brand_id=reference.brand_id)
+        )
+        self.session.flush()
+
+    def without_hashes(self, *, algorithm: str, algorithm_version: int) -> list[Reference]:
+        """References that have no hash of this algorithm version (need a rehash)."""
+        has = select(ReferenceHash.reference_id).where(
+            ReferenceHash.algorithm == algorithm,
+            ReferenceHash.algorithm_version == algorithm_version,
+        )
+        return list(self.session.scalars(select(Reference).where(Reference.id.not_in(has))))
+
+    def all(self) -> list[Reference]:
+        return list(self.session.scalars(select(Reference).order_by(Reference.created_at)))
+
     def get(self, brand_id: str, reference_id: str) -> Reference | None:
         return self.session.scalar(
             select(Reference).where(Reference.id == reference_id, Reference.brand_id == brand_id)

@@ -108,3 +108,34 @@ def test_rolled_back_upload_never_reaches_the_index(api: Api, monkeypatch) -> No
     monkeypatch.undo()
     assert len(_catalog(api.client).index) == 0
     assert api.call("GET", f"/v1/brands/{brand['id']}/references").json()["total"] == 0
+
+
+def test_rehash_recomputes_stale_hashes_and_workers_follow(api: Api) -> None:
+    from sqlalchemy import update
+
+    from api.catalog import rehash_references
+    from detector import images
+    from store.db import make_session_factory
+    from store.tables import ReferenceHash
+
+    brand = api.brand("Nike")
+    ids = _upload(api, brand["id"], [9, 10])
+    engine = make_engine(api.settings.db_url)
+    with engine.begin() as conn:  # as if hashed by an older algorithm version
+        conn.execute(
+            update(ReferenceHash)
+            .where(ReferenceHash.reference_id == ids[0])
+            .values(algorithm_version=images.ALGORITHM_VERSION - 1)
+        )
+    with TestClient(create_app(api.settings)) as other:
+        theirs = _catalog(other)
+        assert ids[0] not in theirs.index and theirs.missing_hashes == 1
+        ctx = api.client.app.state.ctx  # type: ignore[attr-defined]
+        report = rehash_references(make_session_factory(engine), ctx.blobs, progress=False)
+        assert report.rehashed == 1 and report.failed == []
+        theirs.refresh()
+        assert ids[0] in theirs.index and ids[1] in theirs.index
+        assert (
+            rehash_references(make_session_factory(engine), ctx.blobs, progress=False).rehashed == 0
+        )
+    engine.dispose()
