@@ -187,3 +187,66 @@ class AuditEvent(Base):
     brand_id: Mapped[str | None] = mapped_column(String(36), index=True)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class Listing(Base):
+    """A marketplace listing as fakeguard knows it: its latest scoring, and its history."""
+
+    __tablename__ = "listings"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    external_id: Mapped[str] = mapped_column(String(200), unique=True)
+    seller_id: Mapped[str] = mapped_column(String(200), index=True)
+    latest_version_id: Mapped[str | None] = mapped_column(String(36))
+    latest_score: Mapped[float | None] = mapped_column(Float)
+    latest_decision: Mapped[str | None] = mapped_column(String(16), index=True)
+    latest_brand_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ListingVersion(Base):
+    """A snapshot of a listing's content as it was scored; edits add versions."""
+
+    __tablename__ = "listing_versions"
+    __table_args__ = (
+        UniqueConstraint("listing_id", "content_hash", name="uq_listing_versions_content"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    listing_id: Mapped[str] = mapped_column(
+        ForeignKey("listings.id", ondelete="CASCADE"), index=True
+    )
+    content_hash: Mapped[str] = mapped_column(String(64))
+    seller_id: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    price_amount: Mapped[Decimal | None] = mapped_column(Numeric(18, 4))
+    price_currency: Mapped[str | None] = mapped_column(String(3))
+    brand_claimed: Mapped[str | None] = mapped_column(String(200))
+    category: Mapped[str | None] = mapped_column(String(200))
+    images: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Verdict(Base):
+    """The score, decision and reasons given for one listing version."""
+
+    __tablename__ = "verdicts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    listing_id: Mapped[str] = mapped_column(
+        ForeignKey("listings.id", ondelete="CASCADE"), index=True
+    )
+    listing_version_id: Mapped[str] = mapped_column(
+        ForeignKey("listing_versions.id", ondelete="CASCADE"), unique=True
+    )
+    score: Mapped[float] = mapped_column(Float)
+    decision: Mapped[str] = mapped_column(String(16), index=True)
+    brand_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    image_matches: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    spans: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    model_version: Mapped[str] = mapped_column(String(64))
+    catalog_version: Mapped[int] = mapped_column(BigInteger)
+    scored_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

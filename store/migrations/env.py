@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 
 from store.db import make_engine
-from store.tables import Base
+from store.tables import Base, UTCDateTime
 
 config = context.config
+
+
+def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+    """Migrations never import model code: our UTC type is a plain timezone-aware DateTime."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 target_metadata = Base.metadata
 
 
@@ -31,6 +42,7 @@ def run_migrations_online() -> None:
             connection=connection,
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
+            render_item=render_item,
         )
         with context.begin_transaction():
             context.run_migrations()
