@@ -616,7 +616,9 @@ def build_pipeline(
         },
     )
     clf = CalibratedClassifierCV(
-        LogisticRegression(C=C, solver="liblinear", dual=True, tol=1e-3, max_iter=2000),
+        LogisticRegression(
+            C=C, solver="liblinear", dual=True, tol=1e-3, max_iter=2000, random_state=0
+        ),
         method="sigmoid",
         cv=calibration_cv,
         ensemble=False,
