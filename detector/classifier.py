@@ -748,13 +748,15 @@ class TextModel:
         Contributions are ``coefficient * feature value`` of the logistic regression, scaled to
         the calibrated logit. Word n-grams are named as they are (``"replica"``, ``"top batch"``);
         character n-grams are summed per word of the normalised text they occur in, named
-        ``"~word"``; lexicon and price features keep their names (``"cue_replica"``,
+        ``"~word"``; lexicon and price features keep their names followed by the phrases of the
+        listing behind them (``"cue_grade: 1:1, AAA"``, ``"brand_obfuscated: L0uis Vu1tt0n"``,
         ``"price_discount"``).
         """
         features: ListingFeatures = self.pipeline.named_steps["features"]
         union: FeatureUnion = self.pipeline.named_steps["union"]
         coef, _, slope = _linear_parts(self.pipeline)
         prepared = features.transform([listing])
+        evidence = _evidence(features, listing)
         weights = union.transformer_weights or {}
         totals: dict[str, float] = {}
         offset = 0
@@ -768,12 +770,61 @@ class TextModel:
                     totals[term] = totals.get(term, 0.0) + value
             else:
                 names = step.get_feature_names_out()
+                lexical = isinstance(step, LexiconScaler)
                 for c, value in zip(cols, contrib, strict=True):
                     term = str(names[c])
+                    if lexical and evidence.get(term):
+                        term = f"{term}: {', '.join(evidence[term][:4])}"
                     totals[term] = totals.get(term, 0.0) + float(value)
             offset += width
         ranked = sorted(((t, v) for t, v in totals.items() if v > 0), key=lambda tv: -tv[1])
         return [(t, round(v, 4)) for t, v in ranked[:top]]
+
+
+def _evidence(features: ListingFeatures, listing: Any) -> dict[str, list[str]]:
+    """Lexicon feature name -> the original phrases of the listing that feed it."""
+    _, _, nt_title, nt_desc = features.prepare_one(listing)
+    cues = default_cue_matcher()
+    matcher = features._matcher()
+    out: dict[str, list[str]] = {}
+
+    def add(name: str, text: str) -> None:
+        found = out.setdefault(name, [])
+        if text not in found:
+            found.append(text)
+
+    for nt, is_title in ((nt_title, True), (nt_desc, False)):
+        for sp in cues.find(nt):
+            if sp.kind == "negated_cue":
+                kind = "negated_genuine" if cues.cue(sp.label).kind == "genuine" else "negated_cue"
+                add(kind, sp.text)
+                if is_title and kind == "negated_cue":
+                    add("title_negated_cue", sp.text)
+            elif sp.kind == "genuine_cue":
+                for name in ("genuine_cue", "genuine_weight", f"genuine_{sp.detail}"):
+                    add(name, sp.text)
+            else:
+                strong = cues.cue(sp.label).strong
+                for name in (
+                    "cue_weight",
+                    f"cue_{sp.detail}",
+                    "cue_strong" if strong else "cue_weak",
+                ):
+                    add(name, sp.text)
+                if is_title and strong:
+                    add("title_cue_strong", sp.text)
+        for sp in matcher.find(nt) if matcher is not None else []:
+            add("brand_mentions", sp.text)
+            add("brand_distinct", sp.text)
+            if is_title:
+                add("title_brand", sp.text)
+            if "obfuscated" in sp.detail:
+                add("brand_obfuscated", sp.text)
+            if "fuzzy" in sp.detail:
+                add("brand_fuzzy", sp.text)
+            if sp.detail in ("exact", "hashtag"):
+                add("brand_exact", sp.text)
+    return out
 
 
 def _char_contributions(
