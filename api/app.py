@@ -16,7 +16,13 @@ from api.brands.router import router as brands_router
 from api.catalog import CatalogService
 from api.context import AppContext
 from api.errors import install_error_handlers
+from api.ingest.engine import ScoringEngine
+from api.ingest.fetch import FetchPolicy
+from api.ingest.router import router as ingest_router
 from api.settings import Settings
+from detector.images import ImageLimits
+from detector.scorer import Thresholds
+from detector.signals import ExchangeRates
 from store.blobs import LocalBlobStore
 from store.db import make_engine, make_session_factory, session_scope
 from store.keys import ApiKeyRepository
@@ -76,8 +82,40 @@ def build_context(settings: Settings) -> AppContext:
         catalog.load()
     except Exception:  # an unmigrated or unreachable database: /readyz says so; retry later
         log.exception("could not load the reference catalog at start; the refresher will retry")
+    limits = ImageLimits(max_pixels=settings.max_image_pixels)
+    rates = (
+        ExchangeRates(settings.fx_rates, settings.fx_rates_as_of)
+        if settings.fx_rates
+        else ExchangeRates.default()
+    )
+    scoring = ScoringEngine(
+        sessions=sessions,
+        catalog=catalog,
+        blobs=blobs,
+        models_dir=settings.models_dir,
+        image_limits=limits,
+        thresholds=Thresholds(settings.review_threshold, settings.block_threshold),
+        rates=rates,
+        image_threads=settings.image_threads,
+        reference_view_cache=settings.reference_view_cache,
+        max_candidates=settings.max_candidates,
+        model_poll_seconds=settings.model_poll_seconds,
+    )
+    fetch_policy = FetchPolicy(
+        enabled=settings.image_fetch_enabled,
+        allowed_hosts=tuple(settings.image_fetch_allowed_hosts),
+        allow_http=settings.image_fetch_allow_http,
+        max_bytes=settings.max_image_bytes,
+        timeout_seconds=settings.image_fetch_timeout_seconds,
+    )
     return AppContext(
-        settings=settings, engine=engine, sessions=sessions, blobs=blobs, catalog=catalog
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        blobs=blobs,
+        catalog=catalog,
+        scoring=scoring,
+        fetch_policy=fetch_policy,
     )
 
 
@@ -95,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             ctx.catalog.stop()
+            ctx.scoring.close()
             ctx.engine.dispose()
 
     app = FastAPI(
@@ -108,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(admin_router)
     app.include_router(brands_router)
+    app.include_router(ingest_router)
 
     return app
 

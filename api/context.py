@@ -8,6 +8,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.catalog import CatalogService
+from api.ingest.engine import ScoringEngine
+from api.ingest.fetch import FetchPolicy
 from api.settings import Settings
 from detector.images import ImageLimits
 from store.blobs import LocalBlobStore
@@ -20,6 +22,8 @@ class AppContext:
     sessions: sessionmaker[Session]
     blobs: LocalBlobStore
     catalog: CatalogService
+    scoring: ScoringEngine
+    fetch_policy: FetchPolicy
 
     @property
     def image_limits(self) -> ImageLimits:

@@ -35,6 +35,29 @@ class Settings(BaseSettings):
     catalog_refresh_seconds: float = Field(default=2.0, gt=0)
     catalog_reconcile_seconds: float = Field(default=60.0, gt=0)
 
+    #: Scoring.
+    models_dir: Path = Path("models")
+    model_poll_seconds: float = Field(default=5.0, gt=0)
+    review_threshold: float = Field(default=0.5, ge=0, le=1)
+    block_threshold: float = Field(default=0.85, ge=0, le=1)
+    max_images_per_listing: int = Field(default=10, ge=0)
+    max_batch_listings: int = Field(default=500, gt=0)
+    #: Exchange rates, units per 1 USD, as JSON ({"EUR": 0.92, ...}); default: a built-in,
+    #: dated illustrative table.
+    fx_rates: dict[str, float] | None = None
+    fx_rates_as_of: str = "configured"
+    #: Threads for image decoding, hashing and verification per worker (default: CPU count).
+    image_threads: int | None = Field(default=None, gt=0)
+    #: Prepared reference images kept in memory for verification, per worker.
+    reference_view_cache: int = Field(default=500, gt=0)
+    #: Candidates verified per listing image.
+    max_candidates: int = Field(default=5, gt=0, le=50)
+    #: Fetching listing images by URL (off by default; see README for the SSRF defences).
+    image_fetch_enabled: bool = False
+    image_fetch_allowed_hosts: list[str] = Field(default_factory=list)
+    image_fetch_allow_http: bool = False
+    image_fetch_timeout_seconds: float = Field(default=5.0, gt=0)
+
     #: Database connection pool size per worker (PostgreSQL).
     db_pool_size: int = Field(default=10, gt=0)
     #: Run migrations when the app starts (``fakeguard serve`` migrates before it listens).
@@ -48,6 +71,12 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{(self.data_dir / 'fakeguard.db').resolve()}"
         if self.blob_dir is None:
             self.blob_dir = self.data_dir / "blobs"
+        return self
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> Settings:
+        if self.review_threshold > self.block_threshold:
+            raise ValueError("review_threshold must not exceed block_threshold")
         return self
 
     @property

@@ -10,13 +10,22 @@ debugging, never as matches.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from detector.images import HashVariant
+from detector.images import (
+    DecodedImage,
+    HashVariant,
+    ImageLimits,
+    ImageRejected,
+    decode,
+    hash_query,
+)
 from detector.index import HammingIndex
+from detector.verify import Verification, VerifyView, verify
+from detector.verify import prepare as prepare_view
 
 DEFAULT_MAX_DISTANCE = 10
 
@@ -165,9 +174,88 @@ class CatalogIndex:
         return {b for _, b in self._ref_of.values()}
 
 
-@dataclass
-class MatchReport:
-    """What the engine found for one listing image."""
+@dataclass(frozen=True)
+class VerifiedMatch:
+    """A candidate the verification stage accepted, with its evidence."""
 
-    matches: list[Candidate] = field(default_factory=list)
-    rejected: list[tuple[Candidate, str]] = field(default_factory=list)
+    candidate: Candidate
+    verification: Verification
+
+
+@dataclass(frozen=True)
+class RejectedCandidate:
+    candidate: Candidate
+    reason: str
+    score: float
+
+
+@dataclass(frozen=True)
+class ImageReport:
+    """Everything the engine found for one image."""
+
+    decoded: DecodedImage | None
+    views: list[HashVariant]
+    matches: list[VerifiedMatch]
+    rejected: list[RejectedCandidate]
+    error: ImageRejected | None = None
+
+
+ReferenceViews = Callable[[str], VerifyView | None]
+
+
+class ImageMatcher:
+    """Both stages for one query image: hash views -> index candidates -> verification.
+
+    Parameters
+    ----------
+    catalog : CatalogIndex
+        The reference index.
+    reference_view : callable
+        ``reference_id -> VerifyView | None``: the prepared reference (callers cache these).
+    max_candidates : int
+        Candidates verified per image (nearest first); the rest are reported as not verified.
+    """
+
+    def __init__(
+        self,
+        catalog: CatalogIndex,
+        reference_view: ReferenceViews,
+        *,
+        limits: ImageLimits | None = None,
+        max_candidates: int = 5,
+    ) -> None:
+        self.catalog = catalog
+        self.reference_view = reference_view
+        self.limits = limits or ImageLimits()
+        self.max_candidates = max_candidates
+
+    def match(self, data: bytes) -> ImageReport:
+        try:
+            decoded = decode(data, self.limits)
+        except ImageRejected as exc:
+            return ImageReport(None, [], [], [], error=exc)
+        views = hash_query(decoded)
+        candidates = self.catalog.search(views)
+        if not candidates:
+            return ImageReport(decoded, views, [], [])
+        try:
+            query_view = prepare_view(data)
+        except ImageRejected as exc:  # decodable for hashing but not for verification
+            return ImageReport(decoded, views, [], [], error=exc)
+        matches: list[VerifiedMatch] = []
+        rejected: list[RejectedCandidate] = []
+        for i, cand in enumerate(candidates):
+            if i >= self.max_candidates:
+                rejected.append(RejectedCandidate(cand, "not verified (candidate limit)", 0.0))
+                continue
+            ref_view = self.reference_view(cand.reference_id)
+            if ref_view is None:
+                rejected.append(RejectedCandidate(cand, "reference image unavailable", 0.0))
+                continue
+            result = verify(query_view, ref_view)
+            if result.accepted:
+                matches.append(VerifiedMatch(cand, result))
+            else:
+                rejected.append(RejectedCandidate(cand, result.reason, result.score))
+        matches.sort(key=lambda m: (-m.verification.score, m.candidate.distance))
+        return ImageReport(decoded, views, matches, rejected)

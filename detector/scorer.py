@@ -139,7 +139,7 @@ class Thresholds:
     block: float = 0.85
 
 
-TextScorer = Callable[[Sequence[dict[str, Any]]], Sequence[float]]
+TextScorer = Callable[[Sequence[Any]], Sequence[float] | Any]
 TextExplainer = Callable[[dict[str, Any]], list[tuple[str, float]]]
 
 

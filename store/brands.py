@@ -71,6 +71,13 @@ class BrandRepository:
     def all(self) -> list[Brand]:
         return list(self.session.scalars(select(Brand).order_by(Brand.name_key)).all())
 
+    def stamp(self) -> tuple[int, str]:
+        """Changes whenever a brand is created, changed or deleted (count, last update)."""
+        count, last = self.session.execute(
+            select(func.count(), func.max(Brand.updated_at)).select_from(Brand)
+        ).one()
+        return int(count), str(last)
+
     def match_distances(self) -> dict[str, int]:
         """Per-brand image match distance overrides."""
         rows = self.session.execute(

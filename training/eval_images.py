@@ -79,9 +79,24 @@ class NaiveMatcher:
 
 MatcherFactory = Callable[[], Matcher]
 
+
 # Registration point: add the real engine here (one line) or pass --matcher module:factory.
+def _engine() -> Matcher:
+    from training.engine_matcher import EngineMatcher
+
+    return EngineMatcher()
+
+
+def _first_stage() -> Matcher:
+    from training.engine_matcher import FirstStageMatcher
+
+    return FirstStageMatcher()
+
+
 MATCHERS: dict[str, MatcherFactory] = {
     "naive": NaiveMatcher,
+    "fakeguard": _engine,
+    "first_stage": _first_stage,
 }
 
 

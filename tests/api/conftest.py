@@ -45,7 +45,23 @@ class Api:
         return key
 
 
+_MODELS: dict[str, Path] = {}
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small text model trained once per test session on the synthetic seed corpus."""
+    if "dir" not in _MODELS:
+        from training.train_text import ensure_default_model
+
+        path = tmp_path_factory.mktemp("models")
+        ensure_default_model(path, n=3000, log=lambda *_: None, progress=False)
+        _MODELS["dir"] = path
+    return _MODELS["dir"]
+
+
 def make_settings(db_url: str, tmp_path: Path, **overrides: Any) -> Settings:
+    overrides.setdefault("models_dir", _MODELS.get("dir", tmp_path / "no-models"))
     return Settings(
         data_dir=tmp_path / "data",
         database_url=db_url,
@@ -55,7 +71,7 @@ def make_settings(db_url: str, tmp_path: Path, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def api(db_url: str, tmp_path: Path) -> Iterator[Api]:
-    settings = make_settings(db_url, tmp_path)
+def api(db_url: str, tmp_path: Path, models_dir: Path) -> Iterator[Api]:
+    settings = make_settings(db_url, tmp_path, models_dir=models_dir)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield Api(client, settings)

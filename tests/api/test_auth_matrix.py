@@ -57,6 +57,8 @@ def make_world(api: Api, seed: int) -> World:
     }
     keys[BRAND_OTHER] = keys[BRAND_OWN]
     victim = api.call("POST", "/v1/keys", json={"role": "ingest"}).json()["id"]
+    seen = {"listing_id": "L-seen", "seller_id": "s", "title": "wallet"}
+    assert api.call("POST", "/v1/listings/score", json=seen).status_code == 200
     return World(
         own, other, _upload(api, own["id"], seed), _upload(api, other["id"], seed + 1), keys, victim
     )
@@ -73,7 +75,21 @@ def ref_of(w: World, role: str) -> str:
     return w.other_ref if role == BRAND_OTHER else w.own_ref
 
 
+LISTING = {"listing_id": "L-matrix", "seller_id": "s", "title": "wallet"}
+
 MATRIX: dict[tuple[str, str], tuple[set[str], Request]] = {
+    ("POST", "/v1/listings/score"): (
+        {ADMIN, INGEST},
+        lambda w, r: ("POST", "/v1/listings/score", {"json": LISTING}),
+    ),
+    ("POST", "/v1/listings/score-batch"): (
+        {ADMIN, INGEST},
+        lambda w, r: ("POST", "/v1/listings/score-batch", {"json": {"listings": [LISTING]}}),
+    ),
+    ("GET", "/v1/listings/{listing_id}"): (
+        {ADMIN, INGEST, REVIEWER},
+        lambda w, r: ("GET", "/v1/listings/L-seen", {}),
+    ),
     ("POST", "/v1/keys"): (
         {ADMIN},
         lambda w, r: ("POST", "/v1/keys", {"json": {"role": "ingest"}}),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 
 import pytest
@@ -37,7 +38,7 @@ def test_price_evidence_is_monotone_and_bounded() -> None:
     values = [price_evidence(r) for r in (0.05, 0.15, 0.3, 0.5, 0.7, 1.0, 3.0)]
     assert values[0] == 1.0 and values[1] == 1.0
     assert values[-3:] == [0.0, 0.0, 0.0]
-    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(values))
 
 
 def test_seller_authorisation_is_exact() -> None:

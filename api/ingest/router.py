@@ -1,0 +1,56 @@
+"""Scoring endpoints for the marketplace's ingestion pipeline."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from api.deps import ContextDep, IngestKey, Principal, SessionDep, require_role
+from api.errors import AUTH_ERRORS, NotFound, ServiceUnavailable, Unprocessable, error_responses
+from api.ingest import service
+from api.ingest.schemas import BatchIn, BatchOut, ListingHistory, ListingIn, Verdict
+
+router = APIRouter(prefix="/v1/listings", tags=["scoring"])
+
+ListingReader = Annotated[Principal, Depends(require_role("ingest", "reviewer"))]
+
+
+@router.post(
+    "/score",
+    response_model=Verdict,
+    responses=error_responses(*AUTH_ERRORS, Unprocessable, ServiceUnavailable),
+)
+def score(body: ListingIn, session: SessionDep, ctx: ContextDep, _: IngestKey) -> Verdict:
+    """Score one listing: score, decision and reasons. Idempotent on the listing's content."""
+    return service.score_one(session, ctx, body)
+
+
+@router.post(
+    "/score-batch",
+    response_model=BatchOut,
+    responses=error_responses(*AUTH_ERRORS, Unprocessable, ServiceUnavailable),
+)
+def score_batch(body: BatchIn, session: SessionDep, ctx: ContextDep, _: IngestKey) -> BatchOut:
+    """Score up to ``max_batch_listings`` listings; results in the same order, an item that
+    cannot be scored gets its own error entry."""
+    limit = ctx.settings.max_batch_listings
+    if len(body.listings) > limit:
+        raise Unprocessable(
+            f"{len(body.listings)} listings in one batch; the limit is {limit}",
+            code="batch_too_large",
+        )
+    return BatchOut(results=service.score_listings(session, ctx, body.listings))
+
+
+@router.get(
+    "/{listing_id}",
+    response_model=ListingHistory,
+    responses=error_responses(*AUTH_ERRORS, NotFound),
+)
+def listing_history(listing_id: str, session: SessionDep, _: ListingReader) -> ListingHistory:
+    """Every scored version of a listing with its verdict, oldest first."""
+    found = service.history(session, listing_id)
+    if found is None:
+        raise NotFound(f"listing {listing_id} has not been scored")
+    return found

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from api.brands.schemas import Money
+
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class ImageIn(BaseModel):
+    """One listing image: inline base64 ``data`` or a ``url`` (when URL fetching is on)."""
+
+    model_config = ConfigDict(extra="forbid")
+    data: str | None = Field(default=None, description="base64 of the image bytes")
+    url: Annotated[str, StringConstraints(max_length=2048)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ImageIn:
+        if (self.data is None) == (self.url is None):
+            raise ValueError("give exactly one of 'data' (base64) or 'url'")
+        return self
+
+
+class ListingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    listing_id: Id
+    seller_id: Id
+    title: Annotated[str, StringConstraints(max_length=1000)]
+    description: Annotated[str, StringConstraints(max_length=20_000)] | None = None
+    price: Money | None = None
+    brand: Annotated[str, StringConstraints(max_length=200)] | None = Field(
+        default=None, description="the brand the listing claims"
+    )
+    category: Annotated[str, StringConstraints(max_length=200)] | None = None
+    images: list[ImageIn] = Field(default_factory=list)
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    listings: list[ListingIn] = Field(min_length=1)
+
+
+class ReasonOut(BaseModel):
+    signal: str
+    detail: str
+    contribution: float = Field(description="this signal's term in the score's logit")
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class ImageMatchOut(BaseModel):
+    image_index: int
+    brand_id: str
+    reference_id: str
+    distance: int
+    variant: str
+    confidence: float
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class SpanOut(BaseModel):
+    field: str
+    kind: str
+    start: int
+    end: int
+    text: str
+    label: str
+    detail: str
+
+
+class Verdict(BaseModel):
+    listing_id: str
+    score: float = Field(ge=0, le=1)
+    decision: Literal["allow", "review", "block"]
+    brand_id: str | None
+    reasons: list[ReasonOut]
+    image_matches: list[ImageMatchOut]
+    spans: list[SpanOut] = Field(default_factory=list)
+    model_version: str
+    catalog_version: int
+    verdict_id: str
+    scored_at: datetime
+    cached: bool = Field(
+        default=False, description="true when this exact content was scored before (a retry)"
+    )
+
+
+class BatchItemError(BaseModel):
+    listing_id: str | None
+    index: int
+    error: str
+    detail: str
+
+
+class BatchOut(BaseModel):
+    results: list[Verdict | BatchItemError]
+
+
+class HistoryItem(BaseModel):
+    version_id: str
+    created_at: datetime
+    title: str
+    verdict: Verdict
+
+
+class ListingHistory(BaseModel):
+    listing_id: str
+    versions: list[HistoryItem]

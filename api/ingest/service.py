@@ -1,0 +1,346 @@
+"""Scoring orchestration: images in parallel, idempotency, the scorer, persistence."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from api.context import AppContext
+from api.errors import ServiceUnavailable, Unprocessable
+from api.ingest.fetch import FetchError, fetch_image
+from api.ingest.schemas import (
+    BatchItemError,
+    HistoryItem,
+    ImageMatchOut,
+    ListingHistory,
+    ListingIn,
+    ReasonOut,
+    SpanOut,
+    Verdict,
+)
+from detector.artifacts import ArtifactError
+from detector.matching import ImageReport
+from detector.scorer import ImageEvidence, ImageMatch, ListingInput, ScoredListing
+from store.blobs import BlobStoreError
+from store.listings import ListingRepository, Snapshot, VerdictRecord
+from store.tables import ListingVersion
+from store.tables import Verdict as VerdictRow
+
+
+@dataclass
+class IncomingImage:
+    index: int
+    source: str  # "data" or "url"
+    data: bytes | None = None
+    url: str | None = None
+    error: tuple[str, str] | None = None
+    report: ImageReport | None = None
+
+    @property
+    def sha256(self) -> str | None:
+        return hashlib.sha256(self.data).hexdigest() if self.data is not None else None
+
+
+@dataclass
+class Work:
+    index: int
+    body: ListingIn
+    images: list[IncomingImage] = field(default_factory=list)
+    content_hash: str = ""
+    error: BatchItemError | None = None
+    verdict: Verdict | None = None
+
+
+def _decode_base64(value: str, cap: int) -> bytes:
+    if len(value) > (cap * 4) // 3 + 8:
+        raise ValueError(f"the image is larger than the {cap:,}-byte limit")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"'data' is not valid base64: {exc}") from exc
+
+
+def _gather_images(work: Work, ctx: AppContext) -> None:
+    settings = ctx.settings
+    if len(work.body.images) > settings.max_images_per_listing:
+        work.error = BatchItemError(
+            listing_id=work.body.listing_id,
+            index=work.index,
+            error="too_many_images",
+            detail=f"{len(work.body.images)} images; the limit is "
+            f"{settings.max_images_per_listing} per listing",
+        )
+        return
+    for i, img in enumerate(work.body.images):
+        incoming = IncomingImage(i, "data" if img.data is not None else "url", url=img.url)
+        if img.data is not None:
+            try:
+                incoming.data = _decode_base64(img.data, settings.max_image_bytes)
+                if len(incoming.data) > settings.max_image_bytes:
+                    raise ValueError(
+                        f"the image is larger than the {settings.max_image_bytes:,}-byte limit"
+                    )
+            except ValueError as exc:
+                incoming.error = ("bad_image_data", str(exc))
+        work.images.append(incoming)
+
+
+def _fetch(incoming: IncomingImage, ctx: AppContext) -> None:
+    assert incoming.url is not None
+    try:
+        incoming.data = fetch_image(incoming.url, ctx.fetch_policy)
+    except FetchError as exc:
+        incoming.error = (exc.code, exc.reason)
+
+
+def _content_hash(work: Work) -> str:
+    body = work.body
+    canonical = {
+        "seller_id": body.seller_id,
+        "title": body.title,
+        "description": body.description or "",
+        "price": [str(body.price.amount), body.price.currency] if body.price else None,
+        "brand": body.brand,
+        "category": body.category,
+        "images": [i.sha256 or f"error:{i.url or ''}" for i in work.images],
+    }
+    encoded = json.dumps(canonical, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(encoded).hexdigest()
+
+
+def _evidence(img: IncomingImage) -> ImageEvidence:
+    if img.error is not None:
+        return ImageEvidence(img.index, error=img.error)
+    report = img.report
+    assert report is not None
+    if report.error is not None:
+        return ImageEvidence(img.index, error=(report.error.code, report.error.reason))
+    matches = tuple(
+        ImageMatch(
+            image_index=img.index,
+            brand_id=m.candidate.brand_id,
+            reference_id=m.candidate.reference_id,
+            distance=m.candidate.distance,
+            variant=m.candidate.variant,
+            confidence=m.verification.score,
+            evidence={
+                "query_view": m.candidate.query_view,
+                "inliers": m.verification.inliers,
+                "coverage": m.verification.coverage,
+                "transform": m.verification.transform,
+                "verification": m.verification.reason,
+                "differing_regions": [list(r) for r in m.verification.differing_regions],
+            },
+        )
+        for m in report.matches
+    )
+    quality = report.decoded.quality if report.decoded is not None else None
+    return ImageEvidence(img.index, matches=matches, quality=quality)
+
+
+def _snapshot_image(img: IncomingImage) -> dict[str, Any]:
+    entry: dict[str, Any] = {"index": img.index, "source": img.source}
+    if img.url:
+        entry["url"] = img.url
+    if img.data is not None:
+        entry.update(sha256=img.sha256, bytes=len(img.data))
+    if img.error is not None:
+        entry["error"] = {"code": img.error[0], "reason": img.error[1]}
+    report = img.report
+    if report is not None:
+        if report.error is not None:
+            entry["error"] = {"code": report.error.code, "reason": report.error.reason}
+        if report.decoded is not None:
+            d = report.decoded
+            entry.update(
+                width=d.width, height=d.height, format=d.format, quality=round(d.quality, 2)
+            )
+        entry["hashes"] = {v.variant: f"{v.value:016x}" for v in report.views}
+        if report.rejected:
+            entry["rejected_candidates"] = [
+                {
+                    "reference_id": r.candidate.reference_id,
+                    "brand_id": r.candidate.brand_id,
+                    "distance": r.candidate.distance,
+                    "reason": r.reason,
+                }
+                for r in report.rejected[:10]
+            ]
+    return entry
+
+
+def _verdict_out(row: VerdictRow, listing_id: str, cached: bool) -> Verdict:
+    return Verdict(
+        listing_id=listing_id,
+        score=row.score,
+        decision=row.decision,  # type: ignore[arg-type]
+        brand_id=row.brand_id,
+        reasons=[ReasonOut(**r) for r in row.reasons],
+        image_matches=[ImageMatchOut(**m) for m in row.image_matches],
+        spans=[SpanOut(**s) for s in row.spans],
+        model_version=row.model_version,
+        catalog_version=row.catalog_version,
+        verdict_id=row.id,
+        scored_at=row.scored_at,
+        cached=cached,
+    )
+
+
+def _listing_input(body: ListingIn) -> ListingInput:
+    return ListingInput(
+        listing_id=body.listing_id,
+        seller_id=body.seller_id,
+        title=body.title,
+        description=body.description or "",
+        price_amount=float(body.price.amount) if body.price else None,
+        price_currency=body.price.currency if body.price else None,
+        brand_claimed=body.brand,
+        category=body.category,
+    )
+
+
+def score_listings(
+    session: Session, ctx: AppContext, bodies: Sequence[ListingIn]
+) -> list[Verdict | BatchItemError]:
+    """Score listings; each item gets a verdict or its own error, in the order given."""
+    engine = ctx.scoring
+    works = [Work(i, b) for i, b in enumerate(bodies)]
+    for work in works:
+        _gather_images(work, ctx)
+    pool = engine.pool
+    fetches = [img for w in works for img in w.images if img.url and img.error is None]
+    list(pool.map(lambda img: _fetch(img, ctx), fetches))
+    repo = ListingRepository(session)
+    todo: list[Work] = []
+    for work in works:
+        if work.error is not None:
+            continue
+        work.content_hash = _content_hash(work)
+        existing = repo.existing_verdict(work.body.listing_id, work.content_hash)
+        if existing is not None:
+            work.verdict = _verdict_out(existing, work.body.listing_id, cached=True)
+        else:
+            todo.append(work)
+    if todo:
+        try:
+            scorer = engine.scorer()
+        except ArtifactError as exc:
+            raise ServiceUnavailable(
+                f"no text model can be loaded: {exc}",
+                code="model_unavailable",
+                headers={"Retry-After": "30"},
+            ) from exc
+        images = [img for w in todo for img in w.images if img.data is not None and not img.error]
+        for img, report in zip(
+            images, pool.map(lambda i: engine.matcher.match(i.data), images), strict=True
+        ):
+            img.report = report
+        catalog_version = ctx.catalog.index.version
+        scored = scorer.score_many(
+            [_listing_input(w.body) for w in todo],
+            [[_evidence(img) for img in w.images] for w in todo],
+        )
+        for work, result in zip(todo, scored, strict=True):
+            work.verdict = _persist(
+                session, ctx, work, result, scorer.model_version, catalog_version
+            )
+    return [w.error if w.error is not None else w.verdict for w in works]  # type: ignore[misc]
+
+
+def _persist(
+    session: Session,
+    ctx: AppContext,
+    work: Work,
+    result: ScoredListing,
+    model_version: str,
+    catalog_version: int,
+) -> Verdict:
+    for img in work.images:
+        if img.data is not None and img.error is None:
+            try:
+                ctx.blobs.put(img.data)
+            except BlobStoreError as exc:
+                raise ServiceUnavailable(
+                    f"image storage is unavailable: {exc}",
+                    code="blob_store_unavailable",
+                    headers={"Retry-After": "30"},
+                ) from exc
+    body = work.body
+    snap = Snapshot(
+        external_id=body.listing_id,
+        content_hash=work.content_hash,
+        seller_id=body.seller_id,
+        title=body.title,
+        description=body.description,
+        price_amount=body.price.amount if body.price else None,
+        price_currency=body.price.currency if body.price else None,
+        brand_claimed=body.brand,
+        category=body.category,
+        images=[_snapshot_image(i) for i in work.images],
+    )
+    record = VerdictRecord(
+        score=result.score,
+        decision=result.decision,
+        brand_id=result.brand_id,
+        reasons=[
+            {
+                "signal": r.signal,
+                "detail": r.detail,
+                "contribution": r.contribution,
+                "evidence": r.evidence,
+            }
+            for r in result.reasons
+        ],
+        image_matches=[
+            {
+                "image_index": m.image_index,
+                "brand_id": m.brand_id,
+                "reference_id": m.reference_id,
+                "distance": m.distance,
+                "variant": m.variant,
+                "confidence": m.confidence,
+                "evidence": m.evidence,
+            }
+            for m in result.image_matches
+        ],
+        spans=result.spans,
+        model_version=model_version,
+        catalog_version=catalog_version,
+    )
+    row, created = ListingRepository(session).record(snap, record)
+    return _verdict_out(row, body.listing_id, cached=not created)
+
+
+def score_one(session: Session, ctx: AppContext, body: ListingIn) -> Verdict:
+    result = score_listings(session, ctx, [body])[0]
+    if isinstance(result, BatchItemError):
+        raise Unprocessable(result.detail, code=result.error)
+    return result
+
+
+def history(session: Session, listing_id: str) -> ListingHistory | None:
+    rows = ListingRepository(session).history(listing_id)
+    if not rows:
+        return None
+    return ListingHistory(
+        listing_id=listing_id,
+        versions=[_history_item(v, r, listing_id) for v, r in rows],
+    )
+
+
+def _history_item(version: ListingVersion, row: VerdictRow, listing_id: str) -> HistoryItem:
+    created: datetime = version.created_at
+    return HistoryItem(
+        version_id=version.id,
+        created_at=created,
+        title=version.title,
+        verdict=_verdict_out(row, listing_id, cached=False),
+    )
