@@ -5,7 +5,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    FAKEGUARD_DATA_DIR=/var/lib/fakeguard
+    FAKEGUARD_DATA_DIR=/var/lib/fakeguard \
+    FAKEGUARD_MODELS_DIR=/var/lib/fakeguard/models
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
