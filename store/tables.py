@@ -250,3 +250,58 @@ class Verdict(Base):
     model_version: Mapped[str] = mapped_column(String(64))
     catalog_version: Mapped[int] = mapped_column(BigInteger)
     scored_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class ReviewItem(Base):
+    """A flagged listing version waiting for (or given) a reviewer's judgement.
+
+    At most one item per listing is open: ``open_listing_id`` holds the listing id while the item
+    is pending or claimed and NULL once decided, and is unique (NULLs never collide).
+    A claim is a lease: ``claimed_by`` holds it until ``claim_expires_at``.
+    """
+
+    __tablename__ = "review_items"
+    __table_args__ = (Index("ix_review_items_queue", "status", "score", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    listing_id: Mapped[str] = mapped_column(
+        ForeignKey("listings.id", ondelete="CASCADE"), index=True
+    )
+    open_listing_id: Mapped[str | None] = mapped_column(String(36), unique=True)
+    listing_version_id: Mapped[str] = mapped_column(
+        ForeignKey("listing_versions.id", ondelete="CASCADE")
+    )
+    verdict_id: Mapped[str] = mapped_column(ForeignKey("verdicts.id", ondelete="CASCADE"))
+    score: Mapped[float] = mapped_column(Float)
+    decision: Mapped[str] = mapped_column(String(16))
+    brand_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    #: pending | claimed | decided (a claim whose lease ran out counts as pending).
+    status: Mapped[str] = mapped_column(String(16))
+    claimed_by: Mapped[str | None] = mapped_column(String(36))
+    claim_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: The latest decision's label (counterfeit | genuine | unsure), if any.
+    label: Mapped[str | None] = mapped_column(String(16), index=True)
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    decided_by: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewDecision(Base):
+    """Append-only: one reviewer judgement of one review item (later rows revise earlier ones)."""
+
+    __tablename__ = "review_decisions"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    item_id: Mapped[str] = mapped_column(
+        ForeignKey("review_items.id", ondelete="CASCADE"), index=True
+    )
+    listing_id: Mapped[str] = mapped_column(String(36), index=True)
+    listing_version_id: Mapped[str] = mapped_column(String(36))
+    verdict_id: Mapped[str] = mapped_column(String(36))
+    reviewer_key_id: Mapped[str] = mapped_column(String(36), index=True)
+    label: Mapped[str] = mapped_column(String(16))
+    previous_label: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    reason_codes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
