@@ -27,6 +27,7 @@ Everything here is deterministic (OpenCV's RNG is seeded before each RANSAC, sin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import threading
@@ -49,21 +50,25 @@ MODEL_FILE = "verifier.json"
 MODEL_VERSION = 1
 
 #: ORB settings (the same for queries and references).
-ORB_FEATURES = 800
+ORB_FEATURES = 500
 #: Lowe ratio for the 2-NN test on Hamming distances.
 RATIO = 0.8
 #: RANSAC reprojection threshold, in pixels of the prepared (<= 384 px) query.
 RANSAC_PX = 4.0
 #: Fewer inliers than this: no alignment, rejected without comparing pixels.
 MIN_INLIERS = 8
-#: Direct alignment with fewer inliers than this: the mirrored query is tried as well.
-MIRROR_TRY_BELOW = 60
 #: Plausible scales (query px per reference px, both prepared): beyond them the fit is degenerate.
 MIN_SCALE, MAX_SCALE = 0.12, 6.0
 #: Longest side of the comparison grid laid over the reference.
-GRID = 160
-#: A pixel differs when the query leaves the reference's local range by more than this (0-255).
-DIFF_LEVEL = 40.0
+GRID = 200
+#: A pixel differs when the query leaves the reference's local range (its BANDxBAND min/max,
+#: which absorbs up to two cells of misregistration) by more than this many grey levels ...
+DIFF_LEVEL = 32.0
+BAND = 5
+#: ... or by more than this in CIE a* or b* (OpenCV 8-bit units).
+CHROMA_LEVEL = 20.0
+#: Chroma gradients count this much towards edges (a mark of another colour, same grey).
+CHROMA_EDGE_WEIGHT = 1.5
 #: Gradient magnitude (grey levels per grid cell) above which a grid cell is an edge.
 EDGE_LEVEL = 14.0
 #: Differing regions smaller than this fraction of the compared area are not reported.
@@ -80,9 +85,11 @@ FEATURES: tuple[str, ...] = (
     "worst_missing_mass",
     "removed_mass",
     "added_edge_ratio",
+    "log_added_vs_missing",
     "largest_area",
     "largest_missing",
     "largest_added",
+    "largest_added_vs_missing",
     "largest_energy_ratio",
     "largest_fill",
     "largest_aspect",
@@ -101,6 +108,9 @@ class VerifyView:
     gray : ndarray of uint8, shape (h, w)
         Grayscale pixels (EXIF orientation applied, transparency flattened onto white), longest
         side at most ``max_side`` of :func:`prepare`.
+    chroma : ndarray of uint8, shape (h, w, 2)
+        CIE a*, b* (OpenCV's 8-bit Lab, 128 = grey) at the same size: a mark swapped for one of
+        the same grey level but another colour is only visible here.
     points, descriptors : ndarray
         ORB keypoint positions (float32, (n, 2), in ``gray`` pixels) and descriptors (uint8,
         (n, 32)).
@@ -111,6 +121,7 @@ class VerifyView:
     """
 
     gray: U8
+    chroma: U8
     points: F32
     descriptors: U8
     mirror_points: F32
@@ -162,7 +173,8 @@ class Verification:
 # --- preparation --------------------------------------------------------------------------------
 
 
-def _to_gray(img: Image.Image) -> Image.Image:
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Flatten transparency onto white; 16-bit and float images scaled by their range."""
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("RGBA", "LA", "PA"):
@@ -174,8 +186,8 @@ def _to_gray(img: Image.Image) -> Image.Image:
         arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
         lo, hi = float(arr.min()), float(arr.max())
         scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
-        return Image.fromarray(scaled.astype(np.uint8), mode="L")
-    return img.convert("L")
+        img = Image.fromarray(scaled.astype(np.uint8), mode="L")
+    return img.convert("RGB")
 
 
 def _orb() -> Any:
@@ -201,23 +213,28 @@ def prepare(data: bytes, *, max_side: int = 384) -> VerifyView:
     limits = ImageLimits()
     img = open_image(data, limits)
     try:
+        stored_width = img.size[0]
         if img.format == "JPEG":
-            img.draft("L", (max_side, max_side))
+            img.draft("RGB", (max_side, max_side))
         img.load()
+        shrink = stored_width / img.size[0]  # JPEG draft decoding may have shrunk it
         img = ImageOps.exif_transpose(img) or img
-        gray_img = _to_gray(img)
+        rgb_img = _to_rgb(img)
     except Image.DecompressionBombError as exc:
         raise ImageRejected("too_many_pixels", f"the image is too large to decode: {exc}") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         msg = str(exc)
         code = "truncated" if "truncated" in msg or "end of file" in msg.lower() else "not_an_image"
         raise ImageRejected(code, f"the image data cannot be decoded: {msg}") from exc
-    width, height = gray_img.size
-    arr = np.asarray(gray_img, dtype=np.uint8)
-    if max(width, height) > max_side:
-        k = max_side / max(width, height)
-        size = (max(1, round(width * k)), max(1, round(height * k)))
-        arr = np.asarray(cv2.resize(arr, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    width, height = round(rgb_img.size[0] * shrink), round(rgb_img.size[1] * shrink)
+    rgb = np.asarray(rgb_img, dtype=np.uint8)
+    if max(rgb_img.size) > max_side:
+        k = max_side / max(rgb_img.size)
+        size = (max(1, round(rgb_img.size[0] * k)), max(1, round(rgb_img.size[1] * k)))
+        rgb = np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    arr = np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), dtype=np.uint8)
+    lab = np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab), dtype=np.uint8)
+    chroma: U8 = np.ascontiguousarray(lab[:, :, 1:])
     quality = image_quality(arr.astype(np.float32))
     if quality < limits.min_quality:
         raise ImageRejected(
@@ -231,6 +248,7 @@ def prepare(data: bytes, *, max_side: int = 384) -> VerifyView:
     mirror_points, mirror_descriptors = _features(np.ascontiguousarray(arr[:, ::-1]))
     return VerifyView(
         gray=arr,
+        chroma=chroma,
         points=points,
         descriptors=descriptors,
         mirror_points=mirror_points,
@@ -280,6 +298,21 @@ def _fit(ref_pts: F32, q_pts: F32, matches: list[tuple[int, int]]) -> tuple[F64 
     )
     if matrix is None or mask is None:
         return None, 0
+    inl = mask.ravel().astype(bool)
+    if inl.sum() >= 8:
+        # second, tighter fit on the inliers: keypoints from coarse pyramid levels are imprecise
+        cv2.setRNGSeed(12345)
+        tight, mask2 = cv2.estimateAffinePartial2D(
+            src[inl],
+            dst[inl],
+            method=cv2.RANSAC,
+            ransacReprojThreshold=RANSAC_PX / 2,
+            maxIters=500,
+            confidence=0.995,
+            refineIters=10,
+        )
+        if tight is not None and mask2 is not None and mask2.sum() >= 0.5 * inl.sum():
+            matrix = tight
     return np.asarray(matrix, dtype=np.float64), int(mask.sum())
 
 
@@ -289,14 +322,14 @@ def _align(query: VerifyView, reference: VerifyView) -> _Alignment | None:
     matrix, inliers = _fit(reference.points, query.points, matches)
     if matrix is not None:
         best = _Alignment(matrix, inliers, len(matches), False)
-    if best is None or best.inliers < MIRROR_TRY_BELOW:
-        m_matches = _match(reference.descriptors, query.mirror_descriptors)
-        m_matrix, m_inliers = _fit(reference.points, query.mirror_points, m_matches)
-        if m_matrix is not None and (best is None or m_inliers > best.inliers):
-            w = query.shape[1]
-            flip = np.array([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-            full = flip @ np.vstack([m_matrix, [0.0, 0.0, 1.0]])
-            best = _Alignment(full[:2], m_inliers, len(m_matches), True)
+    # the mirror is always tried: a symmetric product also aligns (badly) the other way round
+    m_matches = _match(reference.descriptors, query.mirror_descriptors)
+    m_matrix, m_inliers = _fit(reference.points, query.mirror_points, m_matches)
+    if m_matrix is not None and (best is None or m_inliers > best.inliers):
+        w = query.shape[1]
+        flip = np.array([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        full = flip @ np.vstack([m_matrix, [0.0, 0.0, 1.0]])
+        best = _Alignment(full[:2], m_inliers, len(m_matches), True)
     return best
 
 
@@ -312,6 +345,7 @@ class _Region:
     energy_ratio: float  # query / reference gradient energy in the region
     fill: float  # region pixels / box pixels
     label: str
+    added_vs_missing: float = 0.0  # log((new edges + 1) / (missing reference edges + 1))
 
 
 @dataclass
@@ -335,14 +369,11 @@ def _tone_map(ref: F32, query: F32, valid: npt.NDArray[np.bool_]) -> tuple[U8, f
     q = query[valid]
     idx = np.clip((r / 256.0 * bins).astype(np.int32), 0, bins - 1)
     centres = (np.arange(bins) + 0.5) * (256.0 / bins)
-    medians = np.full(bins, np.nan)
     counts = np.bincount(idx, minlength=bins)
-    order = np.argsort(idx, kind="stable")
-    sorted_q = q[order]
-    starts = np.concatenate([[0], np.cumsum(counts)])
-    for b in range(bins):
-        if counts[b] >= 8:
-            medians[b] = float(np.median(sorted_q[starts[b] : starts[b + 1]]))
+    order = np.lexsort((q, idx))  # by bin, then by query value: each bin's median is its middle
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    middle = np.clip(starts + counts // 2, 0, max(0, len(q) - 1))
+    medians = np.where(counts >= 8, q[order][middle] if len(q) else 0.0, np.nan)
     ok = ~np.isnan(medians)
     if ok.sum() < 2:
         lut = np.arange(256, dtype=np.float64)
@@ -370,15 +401,18 @@ def _compare(query: VerifyView, reference: VerifyView, align: _Alignment) -> _Co
     rh, rw = reference.shape
     f = GRID / max(rh, rw)
     gw, gh = max(8, round(rw * f)), max(8, round(rh * f))
-    ref_grid = cv2.resize(reference.gray, (gw, gh), interpolation=cv2.INTER_AREA).astype(np.float32)
+    ref_stack = np.dstack([reference.gray, reference.chroma])
+    ref_grid = np.asarray(
+        cv2.resize(ref_stack, (gw, gh), interpolation=cv2.INTER_AREA), dtype=np.float32
+    )
     a = align.matrix
     scale = math.sqrt(abs(float(np.linalg.det(a[:, :2]))))  # query px per reference px
     # query pixels per grid cell; shrink the query first so the warp does not alias
     per_cell = scale / f
     g = min(1.0, 1.0 / per_cell) if per_cell > 0 else 1.0
-    q_img = query.gray
+    q_img = np.dstack([query.gray, query.chroma])
     if g < 0.95:
-        qh, qw = q_img.shape
+        qh, qw = query.shape
         q_img = np.asarray(
             cv2.resize(
                 q_img, (max(1, round(qw * g)), max(1, round(qh * g))), interpolation=cv2.INTER_AREA
@@ -391,16 +425,18 @@ def _compare(query: VerifyView, reference: VerifyView, align: _Alignment) -> _Co
     ref_to_q = np.vstack([a, [0.0, 0.0, 1.0]])
     grid_to_q = ref_to_q @ to_grid
     grid_to_small = np.diag([g_x, g_y, 1.0]) @ grid_to_q
-    warped = cv2.warpAffine(
-        q_img.astype(np.float32),
-        grid_to_small[:2],
-        (gw, gh),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0.0,
+    warped = np.asarray(
+        cv2.warpAffine(
+            q_img.astype(np.float32),
+            grid_to_small[:2],
+            (gw, gh),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,  # never blend the frame's edge with a fill colour
+        ),
+        dtype=np.float32,
     )
     inside = cv2.warpAffine(
-        np.ones(q_img.shape, np.uint8),
+        np.ones(q_img.shape[:2], np.uint8),
         grid_to_small[:2],
         (gw, gh),
         flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
@@ -408,28 +444,51 @@ def _compare(query: VerifyView, reference: VerifyView, align: _Alignment) -> _Co
         borderValue=0,
     )
     coverage = float(inside.mean())
-    valid = cv2.erode(inside, np.ones((3, 3), np.uint8)).astype(bool)
+    valid = cv2.erode(inside, np.ones((5, 5), np.uint8)).astype(bool)
     n_valid = int(valid.sum())
     features: dict[str, float] = dict.fromkeys(FEATURES, 0.0)
     features["coverage"] = coverage
     if n_valid < 0.05 * gw * gh:
         return _Comparison(features, [], grid_to_q[:2], coverage)
 
+    if per_cell < 0.9:
+        # the query is coarser than the grid: compare at the query's resolution, not the grid's
+        lw, lh = max(4, round(gw * per_cell)), max(4, round(gh * per_cell))
+        low = cv2.resize(ref_grid, (lw, lh), interpolation=cv2.INTER_AREA)
+        ref_grid = np.asarray(cv2.resize(low, (gw, gh), interpolation=cv2.INTER_LINEAR), np.float32)
     ref_b = np.asarray(cv2.GaussianBlur(ref_grid, (3, 3), 0), dtype=np.float32)
     q_b = np.asarray(cv2.GaussianBlur(warped, (3, 3), 0), dtype=np.float32)
-    lut, residual = _tone_map(ref_b, q_b, valid)
-    pred = lut[np.clip(ref_b, 0, 255).astype(np.uint8)].astype(np.float32)
+    # colour is compared only if the query has colour (a greyed copy is still a copy)
+    q_chroma = float(np.percentile(np.abs(q_b[:, :, 1:][valid] - 128.0), 99))
+    r_chroma = float(np.percentile(np.abs(ref_b[:, :, 1:][valid] - 128.0), 99))
+    use_chroma = not (r_chroma > 8.0 and q_chroma < 0.3 * r_chroma)
+    channels = 3 if use_chroma else 1
+    band = np.ones((BAND, BAND), np.uint8)
     kernel = np.ones((3, 3), np.uint8)
-    hi = cv2.dilate(pred, kernel)
-    lo = cv2.erode(pred, kernel)
-    excess = np.maximum(np.maximum(q_b - hi, lo - q_b), 0.0)
+    excess = np.zeros((gh, gw), np.float32)
+    grad_r = np.zeros((gh, gw), np.float32)
+    grad_q = np.zeros((gh, gw), np.float32)
+    residual = 0.0
+    for c in range(channels):
+        rc, qc = ref_b[:, :, c], q_b[:, :, c]
+        lut, res = _tone_map(rc, qc, valid)
+        residual = max(residual, res)
+        pred = lut[np.clip(rc, 0, 255).astype(np.uint8)].astype(np.float32)
+        level = DIFF_LEVEL if c == 0 else CHROMA_LEVEL
+        # symmetric: the query outside the reference's local range (something added) or the
+        # reference outside the query's (something thin removed, e.g. a line-art mark)
+        ex_added = np.maximum(qc - cv2.dilate(pred, band), cv2.erode(pred, band) - qc)
+        ex_removed = np.maximum(pred - cv2.dilate(qc, band), cv2.erode(qc, band) - pred)
+        ex = np.maximum(np.maximum(ex_added, ex_removed), 0.0) * (DIFF_LEVEL / level)
+        excess = np.maximum(excess, ex)
+        weight = 1.0 if c == 0 else CHROMA_EDGE_WEIGHT
+        grad_r = np.maximum(grad_r, weight * _grad(rc))
+        grad_q = np.maximum(grad_q, weight * _grad(qc))
     diff = (excess > DIFF_LEVEL) & valid
-
-    gp = _grad(pred)
-    gr = _grad(ref_b)
-    gq = _grad(q_b)
-    ref_edges = (gr > EDGE_LEVEL) & valid
-    q_edges = (gq > EDGE_LEVEL) & valid
+    gp = grad_r
+    gq = grad_q
+    ref_edges = (grad_r > EDGE_LEVEL) & valid
+    q_edges = (grad_q > EDGE_LEVEL) & valid
     near_ref_edges = cv2.dilate(ref_edges.astype(np.uint8), kernel).astype(bool)
     near_q_edges = cv2.dilate(q_edges.astype(np.uint8), kernel).astype(bool)
     diff_near = cv2.dilate(diff.astype(np.uint8), kernel).astype(bool)
@@ -444,6 +503,8 @@ def _compare(query: VerifyView, reference: VerifyView, align: _Alignment) -> _Co
     features["ref_edges_reproduced"] = 1.0 - float(missing.sum()) / n_ref_edges
     features["added_edge_ratio"] = float(added.sum()) / n_ref_edges
     features["removed_mass"] = float(removed.sum()) / n_ref_edges
+    # overlays add far more new structure than they hide; a swapped mark adds about what it hides
+    features["log_added_vs_missing"] = math.log((added.sum() + 1.0) / (missing.sum() + 1.0))
     features["tone_change"] = residual
 
     # worst windows of missing reference structure, at two scales (logo-sized and larger)
@@ -478,9 +539,13 @@ def _compare(query: VerifyView, reference: VerifyView, align: _Alignment) -> _Co
         rem = float(removed[sl].sum())
         comp = labels[sl] == i
         energy_ratio = float(gq[sl][comp].sum() + 1.0) / float(gp[sl][comp].sum() + 1.0)
+        added_vs_missing = math.log((ad + 1.0) / (m + 1.0))
         missing_frac = m / e if e >= 4 else 0.0
         added_rel = ad / max(e, 4.0)
-        if missing_frac > 0.6 and rem > 0.5 * m:
+        # display labels (the decision is the model's): added on top vs replaced/removed
+        if added_vs_missing > math.log(2.0) and (added_rel > 0.3 or energy_ratio > 1.2):
+            label = "overlay"
+        elif missing_frac > 0.6 and rem > 0.5 * m:
             label = "removed"
         elif missing_frac > 0.6:
             label = "replaced"
@@ -489,7 +554,16 @@ def _compare(query: VerifyView, reference: VerifyView, align: _Alignment) -> _Co
         else:
             label = "changed"
         regions.append(
-            _Region(box, area_frac, missing_frac, added_rel, energy_ratio, area / (w * h), label)
+            _Region(
+                box,
+                area_frac,
+                missing_frac,
+                added_rel,
+                energy_ratio,
+                area / (w * h),
+                label,
+                added_vs_missing,
+            )
         )
     regions.sort(key=lambda r: -r.area)
     features["n_regions"] = math.log1p(len(regions))
@@ -499,6 +573,7 @@ def _compare(query: VerifyView, reference: VerifyView, align: _Alignment) -> _Co
         features["largest_area"] = big.area
         features["largest_missing"] = big.missing
         features["largest_added"] = min(big.added, 10.0)
+        features["largest_added_vs_missing"] = big.added_vs_missing
         features["largest_energy_ratio"] = math.log(big.energy_ratio)
         features["largest_fill"] = big.fill
         bw, bh = (x1 - x0) / gw, (y1 - y0) / gh
@@ -514,15 +589,7 @@ def _compare(query: VerifyView, reference: VerifyView, align: _Alignment) -> _Co
 
 
 def _relabel(region: _Region, label: str) -> _Region:
-    return _Region(
-        region.box,
-        region.area,
-        region.missing,
-        region.added,
-        region.energy_ratio,
-        region.fill,
-        label,
-    )
+    return dataclasses.replace(region, label=label)
 
 
 # --- decision -----------------------------------------------------------------------------------

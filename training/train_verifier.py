@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 from detector import images as dimages
@@ -311,10 +312,11 @@ def a_text(img: Image.Image, rng: random.Random) -> Image.Image:
     cjk = rng.random() < 0.4
     text = rng.choice(CJK_TEXTS if cjk else LATIN_TEXTS)
     font_path = rng.choice(CJK_FONTS if cjk else LATIN_FONTS)
-    size = round(h * rng.uniform(0.06, 0.22))
+    big = rng.random() < 0.5  # half of them large, over the product (and often its mark)
+    size = round(h * (rng.uniform(0.12, 0.26) if big else rng.uniform(0.05, 0.2)))
     font = _font(font_path, size)
     left, top, right, bottom = font.getbbox(text)
-    max_w = w * rng.uniform(0.35, 0.95)
+    max_w = w * (rng.uniform(0.6, 0.95) if big else rng.uniform(0.3, 0.9))
     if right - left > max_w:
         font = _font(font_path, max(8, round(size * max_w / (right - left))))
         left, top, right, bottom = font.getbbox(text)
@@ -332,8 +334,12 @@ def a_text(img: Image.Image, rng: random.Random) -> Image.Image:
     )
     if rng.random() < 0.3:
         layer = layer.rotate(rng.uniform(-35, 35), expand=True, resample=Image.Resampling.BILINEAR)
-    x = round(rng.uniform(0.0, max(1.0, w - layer.width)))
-    y = round(rng.uniform(0.05 * h, max(0.05 * h + 1, h - layer.height - 0.05 * h)))
+    if big:
+        x = round((w - layer.width) / 2 + rng.uniform(-0.1, 0.1) * w)
+        y = round((h - layer.height) / 2 + rng.uniform(-0.2, 0.2) * h)
+    else:
+        x = round(rng.uniform(0.0, max(1.0, w - layer.width)))
+        y = round(rng.uniform(0.05 * h, max(0.05 * h + 1, h - layer.height - 0.05 * h)))
     img.paste(layer, (x, y), layer)
     return img
 
@@ -508,6 +514,25 @@ class PairRow:
     features: tuple[float, ...]
 
 
+def visibly_different(a: Image.Image, b: Image.Image, side: int = 256) -> bool:
+    """Whether two renderings of one layout differ visibly (grey level or colour) anywhere.
+
+    Used to drop training negatives whose swapped mark cannot be seen at all: they would teach
+    the model that a perfect copy can be a different photo.
+    """
+    import cv2
+
+    def lab(img: Image.Image) -> npt.NDArray[np.float32]:
+        small = _rgb(img).resize((side, side), Image.Resampling.BOX)
+        return np.asarray(cv2.cvtColor(np.asarray(small), cv2.COLOR_RGB2Lab), dtype=np.float32)
+
+    la, lb = lab(a), lab(b)
+    d_l = np.abs(la[:, :, 0] - lb[:, :, 0])
+    d_c = np.abs(la[:, :, 1:] - lb[:, :, 1:]).max(axis=2)
+    changed = (d_l > 25) | (d_c > 15)
+    return bool(changed.mean() > 0.001)
+
+
 def _group_job(args: tuple[Group, list[Spec], str, int, int]) -> list[PairRow]:
     group, distractors, icons_dir, seed, n_pos = args
     rng = random.Random(seed)
@@ -530,6 +555,10 @@ def _group_job(args: tuple[Group, list[Spec], str, int, int]) -> list[PairRow]:
         add(_png_bytes(attacked), 1, group.ref.kind, name)
     for neg in group.negatives:
         neg_img = render(neg, icons)
+        if not visibly_different(ref_img, neg_img):
+            # the swapped mark is invisible (e.g. dark grey on black): not a usable label
+            rows.append(PairRow(group.ref.image_id, 0, f"{neg.kind}_invisible", "skip", False, ()))
+            continue
         add(_jpeg_bytes(neg_img, neg.quality), 0, neg.kind, "none")
         for _ in range(2):
             name, attacked = random_attack(neg_img, rng, NEGATIVE_ATTACKS)
@@ -616,6 +645,8 @@ def _new_model() -> Any:
 def fit(rows: Sequence[PairRow]) -> tuple[Any, float, dict[str, Any]]:
     from sklearn.model_selection import GroupKFold
 
+    invisible = sum(r.attack == "skip" for r in rows)
+    rows = [r for r in rows if r.attack != "skip"]
     used = [r for r in rows if r.aligned]
     x = np.array([r.features for r in used], dtype=np.float64)
     y = np.array([r.label for r in used], dtype=np.int64)
@@ -632,12 +663,13 @@ def fit(rows: Sequence[PairRow]) -> tuple[Any, float, dict[str, Any]]:
         oof[test_idx] = m.predict_proba(x[test_idx])[:, 1]
     hard_scores = np.sort(oof[hard])
     k = min(len(hard_scores) - 1, math.ceil(TARGET_HARD_REJECTION * len(hard_scores)) - 1)
-    threshold = float(min(0.95, max(0.5, hard_scores[k] + 1e-6)))
+    threshold = float(min(0.99, max(0.5, hard_scores[k] + 1e-6)))
     model = _new_model().fit(x, y, sample_weight=weight)
     all_pos = np.array([r.label == 1 for r in rows])
     aligned_pos = np.array([r.label == 1 and r.aligned for r in rows])
     stats: dict[str, Any] = {
         "pairs": len(rows),
+        "negatives_dropped_invisible_change": invisible,
         "aligned_pairs": len(used),
         "positives": int(all_pos.sum()),
         "positives_unaligned": int(all_pos.sum() - aligned_pos.sum()),
