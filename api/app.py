@@ -19,6 +19,8 @@ from api.errors import install_error_handlers
 from api.ingest.engine import ScoringEngine
 from api.ingest.fetch import FetchPolicy
 from api.ingest.router import router as ingest_router
+from api.review.brand_router import router as review_brand_router
+from api.review.router import router as review_router
 from api.settings import Settings
 from detector.images import ImageLimits
 from detector.scorer import Thresholds
@@ -148,6 +150,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(brands_router)
     app.include_router(ingest_router)
+    app.include_router(review_router)
+    app.include_router(review_brand_router)
 
     return app
 

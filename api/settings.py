@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     image_fetch_allow_http: bool = False
     image_fetch_timeout_seconds: float = Field(default=5.0, gt=0)
 
+    #: Review queue: how long a reviewer's claim on an item lasts (a lease; claiming again extends
+    #: it), and the most confirmed listings one evidence export (/v1/cases) considers.
+    review_lease_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    cases_max_listings: int = Field(default=5000, gt=0, le=100_000)
+
     #: Database connection pool size per worker (PostgreSQL).
     db_pool_size: int = Field(default=10, gt=0)
     #: Run migrations when the app starts (``fakeguard serve`` migrates before it listens).

@@ -31,6 +31,7 @@ from detector.matching import ImageReport
 from detector.scorer import ImageEvidence, ImageMatch, ListingInput, ScoredListing
 from store.blobs import BlobStoreError
 from store.listings import ListingRepository, Snapshot, VerdictRecord
+from store.review import ReviewRepository
 from store.tables import ListingVersion
 from store.tables import Verdict as VerdictRow
 
@@ -316,6 +317,9 @@ def _persist(
         catalog_version=catalog_version,
     )
     row, created = ListingRepository(session).record(snap, record)
+    # Review queue (issue 6): a new flagged verdict opens or refreshes the listing's review item.
+    if created and row.decision != "allow":
+        ReviewRepository(session).enqueue_for_verdict(row)
     return _verdict_out(row, body.listing_id, cached=not created)
 
 
