@@ -5,6 +5,7 @@ The matrix must name every /v1 route: adding a route without adding it here fail
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ class World:
     other_ref: str
     keys: dict[str, str]
     victim_key: str  # a key id an admin may revoke
+    item: str  # an unclaimed review item (its listing has one stored image)
+    claimed_item: str  # a review item claimed by the reviewer key
 
 
 def _upload(api: Api, brand_id: str, seed: int) -> str:
@@ -59,8 +62,29 @@ def make_world(api: Api, seed: int) -> World:
     victim = api.call("POST", "/v1/keys", json={"role": "ingest"}).json()["id"]
     seen = {"listing_id": "L-seen", "seller_id": "s", "title": "wallet"}
     assert api.call("POST", "/v1/listings/score", json=seen).status_code == 200
+    items = []
+    for _ in range(2):  # flagged listings, so the review queue has items to act on
+        flagged = {
+            "listing_id": f"L-flag-{uuid.uuid4().hex[:8]}",
+            "seller_id": "s",
+            "title": "Replica 1:1 AAA mirror quality, top batch, same factory",
+            "images": [{"data": base64.b64encode(product_photo(seed + 500, 120)).decode()}],
+        }
+        r = api.call("POST", "/v1/listings/score", json=flagged)
+        assert r.status_code == 200 and r.json()["decision"] != "allow", r.text
+        queue = api.call("GET", "/v1/review/queue", params={"limit": 500}).json()["items"]
+        items.append(next(i["id"] for i in queue if i["listing_id"] == flagged["listing_id"]))
+    r = api.call("POST", f"/v1/review/{items[1]}/claim", key=keys[REVIEWER])
+    assert r.status_code == 200, r.text
     return World(
-        own, other, _upload(api, own["id"], seed), _upload(api, other["id"], seed + 1), keys, victim
+        own,
+        other,
+        _upload(api, own["id"], seed),
+        _upload(api, other["id"], seed + 1),
+        keys,
+        victim,
+        items[0],
+        items[1],
     )
 
 
@@ -143,6 +167,42 @@ MATRIX: dict[tuple[str, str], tuple[set[str], Request]] = {
         {ADMIN, BRAND_OWN},
         lambda w, r: ("DELETE", f"/v1/brands/{brand_path(w, r)}/references/{ref_of(w, r)}", {}),
     ),
+    ("GET", "/v1/review/queue"): (
+        {ADMIN, REVIEWER},
+        lambda w, r: ("GET", "/v1/review/queue", {}),
+    ),
+    ("POST", "/v1/review/claim-next"): (
+        {ADMIN, REVIEWER},
+        lambda w, r: ("POST", "/v1/review/claim-next", {}),
+    ),
+    ("GET", "/v1/review/{item_id}"): (
+        {ADMIN, REVIEWER},
+        lambda w, r: ("GET", f"/v1/review/{w.item}", {}),
+    ),
+    ("POST", "/v1/review/{item_id}/claim"): (
+        {ADMIN, REVIEWER},
+        lambda w, r: ("POST", f"/v1/review/{w.item}/claim", {}),
+    ),
+    ("POST", "/v1/review/{item_id}/decision"): (
+        {ADMIN, REVIEWER},
+        lambda w, r: (
+            "POST",
+            f"/v1/review/{w.claimed_item}/decision",
+            {"json": {"label": "counterfeit"}},
+        ),
+    ),
+    ("GET", "/v1/review/{item_id}/images/{index}"): (
+        {ADMIN, REVIEWER},
+        lambda w, r: ("GET", f"/v1/review/{w.item}/images/0", {}),
+    ),
+    ("GET", "/v1/brands/{brand_id}/flagged"): (
+        {ADMIN, BRAND_OWN},
+        lambda w, r: ("GET", f"/v1/brands/{brand_path(w, r)}/flagged", {}),
+    ),
+    ("GET", "/v1/cases"): (
+        {ADMIN, BRAND_OWN},
+        lambda w, r: ("GET", f"/v1/cases?brand_id={brand_path(w, r)}", {}),
+    ),
 }
 
 
@@ -174,7 +234,11 @@ def test_route_allows_exactly_its_roles(api: Api, route: tuple[str, str]) -> Non
             assert body["error"] == "unauthorized"
         elif role in allowed:
             assert r.status_code < 400, (role, r.status_code, r.text)
-        elif role == BRAND_OTHER and BRAND_OWN in allowed and "{brand_id}" in route[1]:
+        elif (
+            role == BRAND_OTHER
+            and BRAND_OWN in allowed
+            and ("{brand_id}" in route[1] or "brand_id=" in path)
+        ):
             # Another brand's objects look exactly like objects that do not exist.
             assert r.status_code == 404, (role, r.status_code, r.text)
             missing = make(world, BRAND_OWN)[1].replace(world.own["id"], str(uuid.uuid4()))
