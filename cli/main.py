@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from training.text_corpus import LabeledListing
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -139,6 +143,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 2
     if args.data:
         described["files"] = list(args.data)
+    if args.from_reviews:
+        reviewed = _review_labels()
+        listings.extend(reviewed)
+        described["review_labels"] = len(reviewed)
+        print(f"{len(reviewed)} reviewer labels (counterfeit/genuine) from the database")
     if not args.data or args.with_seed_corpus:
         print(f"generating the synthetic seed corpus (n={args.n}, seed={args.seed})")
         listings.extend(generate_corpus(args.n, args.seed))
@@ -168,6 +177,38 @@ def _cmd_train(args: argparse.Namespace) -> int:
             return 1
         print(f"promoted {result.version} (was {previous})")
     return 0
+
+
+def _review_labels() -> list[LabeledListing]:
+    """Reviewers' latest counterfeit/genuine labels, as training listings (``source="review"``)."""
+    from api.settings import Settings
+    from store.db import make_engine, make_session_factory, session_scope
+    from store.review import ReviewRepository
+    from training.text_corpus import LabeledListing
+
+    engine = make_engine(Settings().db_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            return [
+                LabeledListing(
+                    listing_id=f"review:{version.id}",
+                    seller_id=version.seller_id,
+                    title=version.title,
+                    description=version.description or "",
+                    price_amount=float(version.price_amount)
+                    if version.price_amount is not None
+                    else None,
+                    price_currency=version.price_currency,
+                    brand_claimed=version.brand_claimed,
+                    category=version.category,
+                    language=None,
+                    label=1 if label == "counterfeit" else 0,
+                    source="review",
+                )
+                for version, label in ReviewRepository(session).labelled_listings()
+            ]
+    finally:
+        engine.dispose()
 
 
 def _cmd_models_list(args: argparse.Namespace) -> int:
@@ -261,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--with-seed-corpus",
         action="store_true",
         help="add the synthetic seed corpus to --data (it is used alone without --data)",
+    )
+    train.add_argument(
+        "--from-reviews",
+        action="store_true",
+        help="add reviewers' counterfeit/genuine decisions from the database "
+        "($FAKEGUARD_DATABASE_URL); the model card records how many",
     )
     train.add_argument("--n", type=int, default=20000, help="seed corpus size")
     train.add_argument("--seed", type=int, default=7, help="corpus and split seed")
