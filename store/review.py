@@ -156,20 +156,6 @@ class ReviewRepository:
             query = query.with_for_update()
         return self.session.scalar(query.execution_options(populate_existing=True))
 
-    def open_item_for(self, listing_id: str) -> ReviewItem | None:
-        return self.session.scalar(
-            select(ReviewItem).where(ReviewItem.open_listing_id == listing_id)
-        )
-
-    def items_for_listing(self, listing_id: str) -> list[ReviewItem]:
-        return list(
-            self.session.scalars(
-                select(ReviewItem)
-                .where(ReviewItem.listing_id == listing_id)
-                .order_by(ReviewItem.created_at, ReviewItem.id)
-            ).all()
-        )
-
     def page(
         self, f: QueueFilter, *, limit: int, offset: int, now: datetime | None = None
     ) -> tuple[list[QueueRow], int]:
@@ -393,11 +379,3 @@ class ReviewRepository:
         for version, label in rows:
             out[version.id] = (version, str(label))
         return list(out.values())
-
-    def count_open(self) -> int:
-        return (
-            self.session.scalar(
-                select(func.count()).select_from(ReviewItem).where(ReviewItem.status != "decided")
-            )
-            or 0
-        )
