@@ -128,6 +128,7 @@ def _models_dir(args: argparse.Namespace) -> str:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from detector.artifacts import ArtifactError
+    from detector.classifier import TextModel
     from training.registry import promote
     from training.text_corpus import ListingFormatError, generate_corpus, load_listings
     from training.train_text import train
@@ -153,6 +154,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         listings.extend(generate_corpus(args.n, args.seed))
         described["corpus"] = f"generate_corpus(n={args.n}, seed={args.seed})"
     thresholds = {"review": args.review_threshold, "block": args.block_threshold}
+    previous: TextModel | None = None
+    try:
+        from detector.artifacts import load_active
+
+        previous = load_active(models_dir)
+    except ArtifactError:
+        pass  # nothing to compare with
     result = train(
         listings,
         models_dir=models_dir,
@@ -162,6 +170,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         plots=not args.no_plots,
         data_description=described,
         log=print,
+        previous=previous,
     )
     hold = result.card["metrics"]["holdout"]
     print(f"version {result.version}: held-out PR-AUC {hold['pr_auc']}, ROC-AUC {hold['roc_auc']}")
@@ -171,11 +180,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"  plot {path}")
     if not args.no_promote:
         try:
-            previous = promote(models_dir, result.version, note="fakeguard train")
+            was = promote(models_dir, result.version, note="fakeguard train")
         except ArtifactError as exc:
             print(f"error: not promoted: {exc}", file=sys.stderr)
             return 1
-        print(f"promoted {result.version} (was {previous})")
+        print(f"promoted {result.version} (was {was})")
     return 0
 
 

@@ -379,6 +379,7 @@ def train(
     price_dropout: float = 0.3,
     progress: bool = True,
     log: Log = _quiet,
+    previous: TextModel | None = None,
 ) -> TrainResult:
     """Fit on a stratified split, evaluate on the rest, optionally cross-validate and save.
 
@@ -397,6 +398,10 @@ def train(
     price_dropout : float
         Share of training listings whose price features are hidden (augmentation against
         leaning on price); the held-out set is scored with and without prices.
+    previous : TextModel, optional
+        The model this one would replace (e.g. the active one). It is scored on the same
+        held-out listings, so the card shows the metrics before and after, overall and on the
+        held-out reviewer labels (``source == "review"``).
     """
     thresholds = dict(thresholds or DEFAULT_THRESHOLDS)
     if len(listings) < 20:
@@ -447,6 +452,27 @@ def train(
         **_ranking(y_test, p_no_price),
         "note": "same held-out listings with price and reference price removed",
     }
+    from_reviews = np.asarray([listings[i].source == "review" for i in test_idx], dtype=bool)
+    if from_reviews.any():
+        metrics["holdout_review_labels"] = {
+            "n": int(from_reviews.sum()),
+            **_ranking(y_test[from_reviews], p_test[from_reviews]),
+        }
+    if previous is not None:
+        p_prev = np.asarray(previous.predict_proba([listings[i] for i in test_idx]), dtype=float)
+        metrics["previous_model"] = {
+            "version": previous.version,
+            "holdout": evaluate(y_test, p_prev, thresholds, languages, scenarios),
+        }
+        if from_reviews.any():
+            metrics["previous_model"]["holdout_review_labels"] = {
+                "n": int(from_reviews.sum()),
+                **_ranking(y_test[from_reviews], p_prev[from_reviews]),
+            }
+        log(
+            f"previous model {previous.version} on the same held-out listings: PR-AUC "
+            f"{metrics['previous_model']['holdout']['pr_auc']}"
+        )
     hold = metrics["holdout"]
     log(f"held-out PR-AUC {hold['pr_auc']}, ROC-AUC {hold['roc_auc']}, Brier {hold['brier']}")
     log(f"held-out PR-AUC without prices {metrics['holdout_without_price']['pr_auc']}")

@@ -149,3 +149,25 @@ def test_cli_models_list_promote_rollback(
     assert "nothing to roll back" in capsys.readouterr().err
     assert main(["models", "--models-dir", str(models), "promote", "nope"]) == 1
     assert main(["models", "--models-dir", str(tmp_path), "list"]) == 0
+
+
+def test_card_compares_with_the_previous_model_and_review_labels(
+    corpus: list[LabeledListing], trained: TrainResult
+) -> None:
+    import dataclasses
+
+    reviewed = [dataclasses.replace(x, source="review") for x in corpus[:300]]
+    result = train(
+        reviewed + corpus[300:1200],
+        cv=False,
+        plots=False,
+        progress=False,
+        previous=trained.model,
+    )
+    metrics = result.card["metrics"]
+    prev = metrics["previous_model"]
+    assert prev["version"] == trained.version
+    assert prev["holdout"]["n"] == metrics["holdout"]["n"]
+    assert 0 < prev["holdout"]["pr_auc"] <= 1
+    assert metrics["holdout_review_labels"]["n"] > 0
+    assert prev["holdout_review_labels"]["n"] == metrics["holdout_review_labels"]["n"]
