@@ -769,7 +769,10 @@ class TextModel:
                 for term, value in _char_contributions(step, prepared.texts[0], cols, contrib):
                     totals[term] = totals.get(term, 0.0) + value
             else:
-                names = step.get_feature_names_out()
+                # NgramTfidf keeps its terms as a list: index it, do not rebuild an array per call.
+                names = (
+                    step.terms_ if isinstance(step, NgramTfidf) else step.get_feature_names_out()
+                )
                 lexical = isinstance(step, LexiconScaler)
                 for c, value in zip(cols, contrib, strict=True):
                     term = str(names[c])

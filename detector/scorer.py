@@ -28,6 +28,8 @@ from detector.signals import ExchangeRates, compare_price, price_evidence, selle
 from detector.text import BrandMatcher, BrandTerms, CueMatcher, Span, find_spans
 
 DECISIONS = ("allow", "review", "block")
+#: Text probability from which the terms behind it are named in the reason.
+EXPLAIN_FROM = 0.2
 
 
 @dataclass(frozen=True)

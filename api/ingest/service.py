@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from api.context import AppContext
 from api.errors import ServiceUnavailable, Unprocessable
+from api.ingest.engine import ScoringEngine
 from api.ingest.fetch import FetchError, fetch_image
 from api.ingest.schemas import (
     BatchItemError,
@@ -34,6 +36,8 @@ from store.listings import ListingRepository, Snapshot, VerdictRecord
 from store.review import ReviewRepository
 from store.tables import ListingVersion
 from store.tables import Verdict as VerdictRow
+
+log = logging.getLogger("fakeguard.scoring")
 
 
 @dataclass
@@ -240,10 +244,11 @@ def score_listings(
                 headers={"Retry-After": "30"},
             ) from exc
         images = [img for w in todo for img in w.images if img.data is not None and not img.error]
-        for img, report in zip(
-            images, pool.map(lambda i: engine.matcher.match(i.data), images), strict=True
-        ):
-            img.report = report
+        for img, report in zip(images, pool.map(lambda i: _match(engine, i), images), strict=True):
+            if isinstance(report, tuple):
+                img.error = report
+            else:
+                img.report = report
         catalog_version = ctx.catalog.index.version
         scored = scorer.score_many(
             [_listing_input(w.body) for w in todo],
@@ -256,6 +261,19 @@ def score_listings(
     return [w.error if w.error is not None else w.verdict for w in works]  # type: ignore[misc]
 
 
+def _match(engine: ScoringEngine, img: IncomingImage) -> ImageReport | tuple[str, str]:
+    """One image through both stages; an unexpected failure becomes this image's reason only."""
+    assert img.data is not None
+    try:
+        return engine.matcher.match(img.data)
+    except Exception as exc:
+        log.exception("image %d: matching failed", img.index)
+        return (
+            "image_processing_failed",
+            f"the image could not be processed: {type(exc).__name__}",
+        )
+
+
 def _persist(
     session: Session,
     ctx: AppContext,
@@ -264,16 +282,16 @@ def _persist(
     model_version: str,
     catalog_version: int,
 ) -> Verdict:
-    for img in work.images:
-        if img.data is not None and img.error is None:
-            try:
-                ctx.blobs.put(img.data)
-            except BlobStoreError as exc:
-                raise ServiceUnavailable(
-                    f"image storage is unavailable: {exc}",
-                    code="blob_store_unavailable",
-                    headers={"Retry-After": "30"},
-                ) from exc
+    blobs = [img.data for img in work.images if img.data is not None and img.error is None]
+    try:
+        # In parallel: every write is fsynced, and the waits overlap.
+        list(ctx.scoring.pool.map(ctx.blobs.put, blobs))
+    except BlobStoreError as exc:
+        raise ServiceUnavailable(
+            f"image storage is unavailable: {exc}",
+            code="blob_store_unavailable",
+            headers={"Retry-After": "30"},
+        ) from exc
     body = work.body
     snap = Snapshot(
         external_id=body.listing_id,

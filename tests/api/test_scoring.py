@@ -194,3 +194,18 @@ def test_batch_of_100_listings_with_200kb_images_is_accepted(api: Api) -> None:
     assert r.status_code == 200, r.text
     assert len(r.json()["results"]) == 100
     assert all("score" in x for x in r.json()["results"])
+
+
+def test_an_image_that_breaks_the_engine_fails_only_itself(api: Api, monkeypatch: Any) -> None:
+    matcher = api.client.app.state.ctx.scoring.matcher  # type: ignore[attr-defined]
+
+    def boom(data: bytes) -> Any:
+        raise RuntimeError("verifier exploded")
+
+    monkeypatch.setattr(matcher, "match", boom)
+    batch = [listing("E1", images=[{"data": b64(product_photo(2, 300))}]), listing("E2")]
+    r = api.call("POST", "/v1/listings/score-batch", json={"listings": batch})
+    assert r.status_code == 200, r.text
+    first, second = r.json()["results"]
+    codes = [x["evidence"]["code"] for x in first["reasons"] if x["signal"] == "image_unreadable"]
+    assert codes == ["image_processing_failed"] and "score" in second
