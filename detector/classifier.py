@@ -29,6 +29,7 @@ key array, so scoring costs a few numpy calls instead of a Python loop per n-gra
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import re
@@ -842,10 +843,21 @@ def _char_contributions(
     for p, s, n in zip(pos[hit], starts[hit], lens[hit], strict=True):
         occurrences.setdefault(int(step.key_cols_[p]), []).append((int(s), int(n)))
     words = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", joined)]
+    word_starts = [a for a, _, _ in words]
+
+    def overlapping(s: int, n: int) -> list[str]:
+        # words are sorted and disjoint: walk back from the last word starting before s + n
+        found = []
+        i = bisect.bisect_left(word_starts, s + n) - 1
+        while i >= 0 and words[i][1] > s:
+            found.append(words[i][2])
+            i -= 1
+        return found
+
     out: dict[str, float] = {}
     for col, value in by_col.items():
         spots = occurrences.get(col, [])
-        owners = [w for s, n in spots for (a, b, w) in words if a < s + n and s < b]
+        owners = [w for s, n in spots for w in overlapping(s, n)]
         if not owners:
             continue
         share = value / len(owners)
