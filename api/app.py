@@ -68,6 +68,7 @@ def build_context(settings: Settings) -> AppContext:
         upgrade(settings.db_url)
     engine = make_engine(settings.db_url, pool_size=settings.db_pool_size)
     sessions = make_session_factory(engine)
+    read_sessions = make_session_factory(engine, writes=False)
     blobs = LocalBlobStore(settings.blobs_path)
     if settings.bootstrap_admin_key is not None:
         with session_scope(sessions) as session:
@@ -75,7 +76,7 @@ def build_context(settings: Settings) -> AppContext:
                 settings.bootstrap_admin_key.get_secret_value(), "admin", name="bootstrap admin"
             )
     catalog = CatalogService(
-        sessions,
+        read_sessions,
         default_distance=settings.match_distance,
         refresh_seconds=settings.catalog_refresh_seconds,
         reconcile_seconds=settings.catalog_reconcile_seconds,
@@ -91,7 +92,7 @@ def build_context(settings: Settings) -> AppContext:
         else ExchangeRates.default()
     )
     scoring = ScoringEngine(
-        sessions=sessions,
+        sessions=read_sessions,
         catalog=catalog,
         blobs=blobs,
         models_dir=settings.models_dir,
@@ -114,6 +115,7 @@ def build_context(settings: Settings) -> AppContext:
         settings=settings,
         engine=engine,
         sessions=sessions,
+        read_sessions=read_sessions,
         blobs=blobs,
         catalog=catalog,
         scoring=scoring,

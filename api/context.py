@@ -20,6 +20,9 @@ class AppContext:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    #: Read-only units of work (authentication, look-ups before heavy work): never wait for
+    #: the SQLite write lock.
+    read_sessions: sessionmaker[Session]
     blobs: LocalBlobStore
     catalog: CatalogService
     scoring: ScoringEngine

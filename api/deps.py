@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from api.context import AppContext
 from api.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
+from store.db import session_scope
 from store.keys import ApiKeyRepository
 
 
@@ -23,9 +24,14 @@ def get_context(request: Request) -> AppContext:
 ContextDep = Annotated[AppContext, Depends(get_context)]
 
 
-def get_session(ctx: ContextDep) -> Iterator[Session]:
-    """A request-scoped unit of work: commits before the response is sent, rolls back on error."""
-    session = ctx.sessions()
+def get_session(request: Request, ctx: ContextDep) -> Iterator[Session]:
+    """A request-scoped unit of work: commits before the response is sent, rolls back on error.
+
+    Reads (GET, HEAD) get a read-only unit of work; the others a writing one (on SQLite it takes
+    the write lock at its first statement, so keep reads that precede heavy work elsewhere).
+    """
+    factory = ctx.read_sessions if request.method in ("GET", "HEAD") else ctx.sessions
+    session = factory()
     try:
         yield session
         session.commit()
@@ -86,12 +92,24 @@ def _bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def authenticate(request: Request, session: SessionDep) -> Principal:
+def authenticate(request: Request, ctx: ContextDep) -> Principal:
+    """Look the key up in its own short read-only unit of work (not the request's)."""
     token = _bearer_token(request)
-    row = ApiKeyRepository(session).authenticate(token)
-    if row is None:
+    try:
+        with session_scope(ctx.read_sessions) as session:
+            row = ApiKeyRepository(session).authenticate(token)
+            principal = (
+                None
+                if row is None
+                else Principal(key_id=row.id, role=row.role, brand_id=row.brand_id)
+            )
+    except OperationalError as exc:
+        raise ServiceUnavailable(
+            "the database is unavailable; retry shortly", headers={"Retry-After": "5"}
+        ) from exc
+    if principal is None:
         raise Unauthorized("invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
-    return Principal(key_id=row.id, role=row.role, brand_id=row.brand_id)
+    return principal
 
 
 def require_role(*roles: str) -> Callable[..., Principal]:

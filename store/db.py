@@ -48,13 +48,25 @@ def make_engine(
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN")
+            # Units of work that write ask for IMMEDIATE (see make_session_factory): a deferred
+            # transaction that reads, then writes after another connection committed, fails at
+            # once with "database is locked" (the busy timeout does not cover that upgrade),
+            # whereas an immediate one waits for the write lock up to the busy timeout.
+            immediate = conn.get_execution_options().get(WRITES, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+#: Execution option marking a unit of work that will write (SQLite then begins IMMEDIATE).
+WRITES = "fakeguard_writes"
+
+
+def make_session_factory(engine: Engine, *, writes: bool = True) -> sessionmaker[Session]:
+    """Sessions for units of work; ``writes=False`` for read-only ones (SQLite: plain BEGIN, so
+    readers never queue behind writers). No effect on PostgreSQL."""
+    bind = engine.execution_options(**{WRITES: writes})
+    return sessionmaker(bind=bind, expire_on_commit=False, autoflush=False)
 
 
 @contextmanager

@@ -32,6 +32,7 @@ from detector.artifacts import ArtifactError
 from detector.matching import ImageReport
 from detector.scorer import ImageEvidence, ImageMatch, ListingInput, ScoredListing
 from store.blobs import BlobStoreError
+from store.db import session_scope
 from store.listings import ListingRepository, Snapshot, VerdictRecord
 from store.review import ReviewRepository
 from store.tables import ListingVersion
@@ -223,17 +224,20 @@ def score_listings(
     pool = engine.pool
     fetches = [img for w in works for img in w.images if img.url and img.error is None]
     list(pool.map(lambda img: _fetch(img, ctx), fetches))
-    repo = ListingRepository(session)
     todo: list[Work] = []
-    for work in works:
-        if work.error is not None:
-            continue
-        work.content_hash = _content_hash(work)
-        existing = repo.existing_verdict(work.body.listing_id, work.content_hash)
-        if existing is not None:
-            work.verdict = _verdict_out(existing, work.body.listing_id, cached=True)
-        else:
-            todo.append(work)
+    # Retries are answered from a read-only unit of work, so the request's writing one (on
+    # SQLite: the write lock) starts only when the results are stored, after the heavy work.
+    with session_scope(ctx.read_sessions) as reader:
+        repo = ListingRepository(reader)
+        for work in works:
+            if work.error is not None:
+                continue
+            work.content_hash = _content_hash(work)
+            existing = repo.existing_verdict(work.body.listing_id, work.content_hash)
+            if existing is not None:
+                work.verdict = _verdict_out(existing, work.body.listing_id, cached=True)
+            else:
+                todo.append(work)
     if todo:
         try:
             scorer = engine.scorer()

@@ -209,3 +209,30 @@ def test_an_image_that_breaks_the_engine_fails_only_itself(api: Api, monkeypatch
     first, second = r.json()["results"]
     codes = [x["evidence"]["code"] for x in first["reasons"] if x["signal"] == "image_unreadable"]
     assert codes == ["image_processing_failed"] and "score" in second
+
+
+def test_concurrent_scoring_does_not_trip_the_database_lock(api: Api) -> None:
+    """On SQLite, a read-then-write unit of work used to fail at once ("database is locked")
+    when another connection committed in between; every request here must succeed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from api.ingest import service
+    from api.ingest.schemas import ListingIn
+
+    api.brand("Nike")
+    ctx = api.client.app.state.ctx  # type: ignore[attr-defined]
+
+    def work(i: int) -> str:
+        session = ctx.sessions()
+        try:
+            v = service.score_one(session, ctx, ListingIn(**listing(f"C{i}", title=f"Nike {i}")))
+            session.commit()
+            return v.decision
+        finally:
+            session.close()
+
+    with ThreadPoolExecutor(6) as pool:
+        decisions = list(pool.map(work, range(36)))
+    assert len(decisions) == 36
+    hist = [api.call("GET", f"/v1/listings/C{i}").status_code for i in range(36)]
+    assert hist == [200] * 36
