@@ -65,21 +65,7 @@ class ReferenceRepository:
             with self.session.begin_nested():
                 self.session.add(reference)
                 self.session.flush()
-                self.session.add_all(
-                    ReferenceHash(
-                        reference_id=reference.id,
-                        brand_id=reference.brand_id,
-                        algorithm=algorithm,
-                        algorithm_version=algorithm_version,
-                        variant=variant,
-                        value=to_signed64(value),
-                    )
-                    for variant, value in hashes
-                )
-                self.session.add(
-                    CatalogEvent(op="add", reference_id=reference.id, brand_id=reference.brand_id)
-                )
-                self.session.flush()
+                self._store_hashes(reference, hashes, algorithm, algorithm_version, "add")
         except IntegrityError:
             # A concurrent upload of the same bytes won the race.
             existing = self.find_by_sha(reference.brand_id, reference.sha256)
@@ -100,6 +86,17 @@ class ReferenceRepository:
         self.session.execute(
             delete(ReferenceHash).where(ReferenceHash.reference_id == reference.id)
         )
+        self._store_hashes(reference, hashes, algorithm, algorithm_version, "update")
+
+    def _store_hashes(
+        self,
+        reference: Reference,
+        hashes: Sequence[tuple[str, int]],
+        algorithm: str,
+        algorithm_version: int,
+        op: str,
+    ) -> None:
+        """Insert a reference's hashes and log the catalog event workers follow."""
         self.session.add_all(
             ReferenceHash(
                 reference_id=reference.id,
@@ -112,7 +109,7 @@ class ReferenceRepository:
             for variant, value in hashes
         )
         self.session.add(
-            CatalogEvent(op="update", reference_id=reference.id, brand_id=reference.brand_id)
+            CatalogEvent(op=op, reference_id=reference.id, brand_id=reference.brand_id)
         )
         self.session.flush()
 
