@@ -153,8 +153,11 @@ def open_image(data: bytes, limits: ImageLimits) -> Image.Image:
     return img
 
 
-def _to_gray(img: Image.Image) -> Image.Image:
-    """Flatten transparency onto white and convert to 8-bit grayscale."""
+def flatten(img: Image.Image) -> Image.Image:
+    """Transparency onto white; 16/32-bit and float images scaled to 8 bits by their range.
+
+    The one normalisation of pixel modes shared by hashing and verification.
+    """
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("RGBA", "LA", "PA"):
@@ -162,18 +165,17 @@ def _to_gray(img: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         background.alpha_composite(rgba)
         img = background
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16/32-bit integer images: scale to 8 bits by their actual range.
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
-        return Image.fromarray(scaled.astype(np.uint8), mode="L")
-    if img.mode == "F":
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
         lo, hi = float(arr.min()), float(arr.max())
         scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
-        return Image.fromarray(scaled.astype(np.uint8), mode="L")
-    return img.convert("L")
+        img = Image.fromarray(scaled.astype(np.uint8), mode="L")
+    return img
+
+
+def _to_gray(img: Image.Image) -> Image.Image:
+    """Flatten transparency onto white and convert to 8-bit grayscale."""
+    return flatten(img).convert("L")
 
 
 def decode(data: bytes, limits: ImageLimits | None = None, *, draft: bool = True) -> DecodedImage:

@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageOps
 
-from detector.images import ImageLimits, ImageRejected, image_quality, open_image
+from detector.images import ImageLimits, ImageRejected, flatten, image_quality, open_image
 
 U8 = npt.NDArray[np.uint8]
 F32 = npt.NDArray[np.float32]
@@ -175,19 +175,7 @@ class Verification:
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Flatten transparency onto white; 16-bit and float images scaled by their range."""
-    if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in ("RGBA", "LA", "PA"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        background.alpha_composite(rgba)
-        img = background
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
-        lo, hi = float(arr.min()), float(arr.max())
-        scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
-        img = Image.fromarray(scaled.astype(np.uint8), mode="L")
-    return img.convert("RGB")
+    return flatten(img).convert("RGB")
 
 
 def _orb() -> Any:
