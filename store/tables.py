@@ -305,3 +305,19 @@ class ReviewDecision(Base):
     note: Mapped[str | None] = mapped_column(Text)
     reason_codes: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class ReviewerSession(Base):
+    """A signed-in reviewer's browser session for the /review pages.
+
+    Only the SHA-256 of the session token is stored (the token lives in the browser's cookie);
+    a session ends at ``expires_at``, at sign-out, or when its key is revoked.
+    """
+
+    __tablename__ = "reviewer_sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
