@@ -9,8 +9,15 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 from api.deps import ContextDep, ReviewerKey, SessionDep
 from api.errors import AUTH_ERRORS, Conflict, NotFound, ServiceUnavailable, error_responses
 from api.pagination import PageDep
-from api.review import service
-from api.review.schemas import DecisionIn, ReviewItemDetail, ReviewItemOut, ReviewQueue, Status
+from api.review import service, stats
+from api.review.schemas import (
+    DecisionIn,
+    ReviewItemDetail,
+    ReviewItemOut,
+    ReviewQueue,
+    ReviewStats,
+    Status,
+)
 
 router = APIRouter(prefix="/v1/review", tags=["review"])
 
@@ -62,6 +69,17 @@ def claim_next(
     if item is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return item
+
+
+@router.get("/stats", response_model=ReviewStats, responses=error_responses(*AUTH_ERRORS))
+def review_statistics(
+    session: SessionDep,
+    _: ReviewerKey,
+    days: Annotated[int, Query(ge=1, le=366, description="window in UTC days, today in")] = 30,
+) -> ReviewStats:
+    """Flagged volume per day, reviewer-confirmed precision per band and brand, time to decision
+    (median, p90) and queue depth."""
+    return stats.review_stats(session, days)
 
 
 @router.get(

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -202,3 +202,45 @@ class CaseReport(BaseModel):
     listings_cap: int = Field(description="at most this many confirmed listings are linked")
     truncated: bool = Field(description="more confirmed listings exist than the cap")
     link_distance: int = Field(description="Hamming distance at or under which images link")
+
+
+class DayVolume(BaseModel):
+    day: date = Field(description="UTC calendar day")
+    review: int = Field(description="items that entered the queue with decision review")
+    block: int = Field(description="items that entered the queue with decision block")
+    decided: int = Field(description="reviewer decisions made that day (revisions included)")
+
+
+class Precision(BaseModel):
+    key: str | None = Field(description="the band (review/block) or the brand id (null: none)")
+    name: str = Field(description="what to show for the group")
+    counterfeit: int
+    genuine: int
+    unsure: int
+    precision: float | None = Field(
+        description="counterfeit / (counterfeit + genuine); null when neither was decided"
+    )
+
+
+class TimeToDecision(BaseModel):
+    decided: int = Field(description="items first decided in the window")
+    median_seconds: float | None
+    p90_seconds: float | None
+
+
+class QueueDepthOut(BaseModel):
+    pending: int
+    claimed: int
+    open: int
+    oldest_pending_at: datetime | None
+
+
+class ReviewStats(BaseModel):
+    days: int
+    since: datetime = Field(description="start of the window (UTC midnight)")
+    generated_at: datetime
+    volume: list[DayVolume] = Field(description="one entry per day of the window, oldest first")
+    precision_by_band: list[Precision] = Field(description="items decided in the window")
+    precision_by_brand: list[Precision] = Field(description="items decided in the window")
+    time_to_decision: TimeToDecision
+    queue: QueueDepthOut

@@ -175,6 +175,10 @@ MATRIX: dict[tuple[str, str], tuple[set[str], Request]] = {
         {ADMIN, REVIEWER},
         lambda w, r: ("POST", "/v1/review/claim-next", {}),
     ),
+    ("GET", "/v1/review/stats"): (
+        {ADMIN, REVIEWER},
+        lambda w, r: ("GET", "/v1/review/stats", {}),
+    ),
     ("GET", "/v1/review/{item_id}"): (
         {ADMIN, REVIEWER},
         lambda w, r: ("GET", f"/v1/review/{w.item}", {}),
