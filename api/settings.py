@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     review_lease_seconds: float = Field(default=300.0, gt=0, le=86_400)
     cases_max_listings: int = Field(default=5000, gt=0, le=100_000)
 
+    #: Review pages (/review): how long a sign-in lasts before the reviewer signs in again.
+    review_session_seconds: float = Field(default=12 * 3600.0, gt=0, le=30 * 86_400)
+
     #: Database connection pool size per worker (PostgreSQL).
     db_pool_size: int = Field(default=10, gt=0)
     #: Run migrations when the app starts (``fakeguard serve`` migrates before it listens).
