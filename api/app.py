@@ -22,6 +22,7 @@ from api.ingest.router import router as ingest_router
 from api.review.brand_router import router as review_brand_router
 from api.review.router import router as review_router
 from api.settings import Settings
+from api.web.router import install as install_review_pages
 from detector.images import ImageLimits
 from detector.scorer import Thresholds
 from detector.signals import ExchangeRates
@@ -154,6 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ingest_router)
     app.include_router(review_router)
     app.include_router(review_brand_router)
+    install_review_pages(app)
 
     return app
 
