@@ -29,7 +29,6 @@ key array, so scoring costs a few numpy calls instead of a Python loop per n-gra
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import math
 import re
@@ -313,6 +312,21 @@ def _lookup(
     return pos, hit
 
 
+@dataclass(frozen=True, slots=True)
+class CharHits:
+    """In-vocabulary character n-gram occurrences of a batch of texts.
+
+    Occurrence ``k`` is column ``cols[k]`` of text ``rows[k]``, found at
+    ``joined[starts[k]:starts[k] + sizes[k]]`` (``joined``: the padded texts, concatenated).
+    """
+
+    rows: npt.NDArray[np.intp]
+    cols: npt.NDArray[np.intp]
+    starts: npt.NDArray[np.intp]
+    sizes: npt.NDArray[np.intp]
+    joined: str
+
+
 def _word_grams(text: str, max_n: int) -> list[str]:
     tokens = _WORD_RE.findall(text)
     grams = list(tokens)
@@ -462,13 +476,19 @@ class NgramTfidf(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         state.pop("_starts_cache", None)
         return state
 
+    def _char_hits(self, texts: Sequence[str]) -> CharHits:
+        """Every in-vocabulary character n-gram occurrence of ``texts`` (``kind="char"``)."""
+        lo, hi = self.ngram_range
+        keys, rows, starts, sizes, joined = _char_keys(texts, range(lo, hi + 1))
+        pos, hit = _lookup(self.keys_, self._starts(), keys)
+        cols = self.key_cols_[pos[hit]].astype(np.intp)
+        return CharHits(rows[hit], cols, starts[hit], sizes[hit], joined)
+
     def _hits(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
         """(row, column) of every in-vocabulary n-gram occurrence, unsorted, with repeats."""
         if self.kind == "char":
-            lo, hi = self.ngram_range
-            keys, rows, _, _, _ = _char_keys(texts, range(lo, hi + 1))
-            pos, hit = _lookup(self.keys_, self._starts(), keys)
-            return rows[hit], self.key_cols_[pos[hit]].astype(np.intp)
+            char_hits = self._char_hits(texts)
+            return char_hits.rows, char_hits.cols
         get = self._vocab().get
         row_list: list[int] = []
         col_list: list[int] = []
@@ -488,6 +508,17 @@ class NgramTfidf(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         """
         texts = _texts(X)
         rows, cols = self._hits(texts)
+        return self._from_hits(rows, cols, len(texts), tfidf=tfidf)
+
+    def _from_hits(
+        self,
+        rows: npt.NDArray[np.intp],
+        cols: npt.NDArray[np.intp],
+        n_texts: int,
+        *,
+        tfidf: bool = True,
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], FloatArray, int]:
+        """:meth:`_triplets` from the occurrences :meth:`_hits` found."""
         width = max(int(self.n_features_out_), 1)
         flat, counts = np.unique(rows.astype(np.int64) * width + cols, return_counts=True)
         rows, cols = (flat // width).astype(np.intp), (flat % width).astype(np.intp)
@@ -496,10 +527,10 @@ class NgramTfidf(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             if self.sublinear_tf:
                 values = np.log(values) + 1.0
             values *= self.idf_[cols]
-            norms = np.sqrt(np.bincount(rows, weights=values * values, minlength=len(texts)))
+            norms = np.sqrt(np.bincount(rows, weights=values * values, minlength=n_texts))
             norms[norms == 0] = 1.0
             values /= norms[rows]
-        return rows, cols, values, len(texts)
+        return rows, cols, values, n_texts
 
     def counts(self, X: PreparedListings | Sequence[str]) -> sparse.csr_matrix:
         """Raw term counts, shape ``(n_texts, n_features_out_)``."""
@@ -753,41 +784,101 @@ class TextModel:
         listing behind them (``"cue_grade: 1:1, AAA"``, ``"brand_obfuscated: L0uis Vu1tt0n"``,
         ``"price_discount"``).
         """
+        return self.analyse([listing], top=top)[1][0]
+
+    def analyse(
+        self, listings: Sequence[Any], top: int = 8
+    ) -> tuple[FloatArray, list[list[tuple[str, float]]]]:
+        """:meth:`predict_proba` and :meth:`explain` of a batch in one pass.
+
+        Each listing is normalised once and each feature block computed once for the whole
+        batch (numpy over all the listings' n-grams, including the spreading of character
+        n-grams over words), so explaining costs little more than scoring.
+        """
+        n = len(listings)
+        if n == 0:
+            return np.zeros(0, dtype=np.float64), []
         features: ListingFeatures = self.pipeline.named_steps["features"]
         union: FeatureUnion = self.pipeline.named_steps["union"]
         coef, _, slope = _linear_parts(self.pipeline)
-        prepared = features.transform([listing])
-        evidence = _evidence(features, listing)
+        fast = self._fast_parts()
+        found = [features.prepare_one(listing) for listing in listings]
+        numeric = np.asarray([f[1] for f in found], dtype=np.float64)
+        prepared = PreparedListings(
+            [f[0] for f in found], numeric.reshape(n, len(NUMERIC_FEATURE_NAMES))
+        )
         weights = union.transformer_weights or {}
-        totals: dict[str, float] = {}
+        totals: list[dict[str, float]] = [{} for _ in range(n)]
+        lexical: set[str] = set()
+        decision = np.full(n, fast[2]) if fast is not None else None
         offset = 0
-        for name, step in union.transformer_list:
+        for b, (name, step) in enumerate(union.transformer_list):
             width = int(step.n_features_out_)
-            block = sparse.csr_matrix(step.transform(prepared)) * float(weights.get(name, 1.0))
-            cols = block.indices
-            contrib = block.data * coef[offset + cols] * slope
-            if isinstance(step, NgramTfidf) and step.kind == "char":
-                for term, value in _char_contributions(step, prepared.texts[0], cols, contrib):
-                    totals[term] = totals.get(term, 0.0) + value
+            w = float(weights.get(name, 1.0))
+            hits: CharHits | None = None
+            if isinstance(step, NgramTfidf):
+                if step.kind == "char":
+                    hits = step._char_hits(prepared.texts)
+                    rows, cols, values, _ = step._from_hits(hits.rows, hits.cols, n)
+                else:
+                    rows, cols, values, _ = step._triplets(prepared)
+                if decision is not None and fast is not None:
+                    block_coef = fast[1][b][1]
+                    decision += np.bincount(rows, weights=values * block_coef[cols], minlength=n)
             else:
-                # NgramTfidf keeps its terms as a list: index it, do not rebuild an array per call.
+                if decision is not None and fast is not None:
+                    decision += step.decision(prepared, fast[1][b][1])
+                coo = sparse.coo_matrix(step.transform(prepared))
+                rows, cols, values = (
+                    coo.row.astype(np.intp),
+                    coo.col.astype(np.intp),
+                    coo.data.astype(np.float64),
+                )
+            contrib = values * w * coef[offset + cols] * slope
+            if hits is not None:
+                _add_word_shares(totals, hits, rows, cols, contrib, width, prepared.texts)
+            else:
+                # Every other term occurs once per listing: only the positive ones can be named.
                 names = (
                     step.terms_ if isinstance(step, NgramTfidf) else step.get_feature_names_out()
                 )
-                lexical = isinstance(step, LexiconScaler)
-                for c, value in zip(cols, contrib, strict=True):
+                if isinstance(step, LexiconScaler):
+                    lexical.update(str(t) for t in names)
+                up = contrib > 0
+                for r, c, value in zip(
+                    rows[up].tolist(), cols[up].tolist(), contrib[up].tolist(), strict=True
+                ):
                     term = str(names[c])
-                    if lexical and evidence.get(term):
-                        term = f"{term}: {', '.join(evidence[term][:4])}"
-                    totals[term] = totals.get(term, 0.0) + float(value)
+                    row = totals[r]
+                    row[term] = row.get(term, 0.0) + value
             offset += width
-        ranked = sorted(((t, v) for t, v in totals.items() if v > 0), key=lambda tv: -tv[1])
-        return [(t, round(v, 4)) for t, v in ranked[:top]]
+        if decision is not None and fast is not None:
+            proba: FloatArray = 1.0 / (1.0 + np.exp(fast[3] * decision + fast[4]))
+        else:
+            proba = self.predict_proba(listings)
+        explained: list[list[tuple[str, float]]] = []
+        for i, row in enumerate(totals):
+            ranked = sorted(((t, v) for t, v in row.items() if v > 0), key=lambda tv: -tv[1])
+            ranked = ranked[:top]
+            if any(t in lexical for t, _ in ranked):
+                evidence = _evidence(features, found[i][2], found[i][3])
+                ranked = [
+                    (
+                        f"{t}: {', '.join(evidence[t][:4])}"
+                        if t in lexical and evidence.get(t)
+                        else t,
+                        v,
+                    )
+                    for t, v in ranked
+                ]
+            explained.append([(t, round(v, 4)) for t, v in ranked])
+        return proba, explained
 
 
-def _evidence(features: ListingFeatures, listing: Any) -> dict[str, list[str]]:
+def _evidence(
+    features: ListingFeatures, nt_title: NormalizedText, nt_desc: NormalizedText
+) -> dict[str, list[str]]:
     """Lexicon feature name -> the original phrases of the listing that feed it."""
-    _, _, nt_title, nt_desc = features.prepare_one(listing)
     cues = default_cue_matcher()
     matcher = features._matcher()
     out: dict[str, list[str]] = {}
@@ -831,36 +922,53 @@ def _evidence(features: ListingFeatures, listing: Any) -> dict[str, list[str]]:
     return out
 
 
-def _char_contributions(
-    step: NgramTfidf, text: str, cols: npt.NDArray[np.int32], contrib: FloatArray
-) -> list[tuple[str, float]]:
-    """Spread each character n-gram's contribution over the words it overlaps, sum per word."""
-    by_col = dict(zip(cols.tolist(), contrib.tolist(), strict=True))
-    lo, hi = step.ngram_range
-    keys, _, starts, lens, joined = _char_keys([text], range(lo, hi + 1))
-    pos, hit = _lookup(step.keys_, step._starts(), keys)
-    occurrences: dict[int, list[tuple[int, int]]] = {}
-    for p, s, n in zip(pos[hit], starts[hit], lens[hit], strict=True):
-        occurrences.setdefault(int(step.key_cols_[p]), []).append((int(s), int(n)))
-    words = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", joined)]
-    word_starts = [a for a, _, _ in words]
+def _add_word_shares(
+    totals: list[dict[str, float]],
+    hits: CharHits,
+    rows: npt.NDArray[np.intp],
+    cols: npt.NDArray[np.intp],
+    contrib: FloatArray,
+    width: int,
+    texts: Sequence[str],
+) -> None:
+    """Spread each character n-gram's contribution over the words it overlaps, sum per word.
 
-    def overlapping(s: int, n: int) -> list[str]:
-        # words are sorted and disjoint: walk back from the last word starting before s + n
-        found = []
-        i = bisect.bisect_left(word_starts, s + n) - 1
-        while i >= 0 and words[i][1] > s:
-            found.append(words[i][2])
-            i -= 1
-        return found
-
-    out: dict[str, float] = {}
-    for col, value in by_col.items():
-        spots = occurrences.get(col, [])
-        owners = [w for s, n in spots for w in overlapping(s, n)]
-        if not owners:
-            continue
-        share = value / len(owners)
-        for w in owners:
-            out["~" + w] = out.get("~" + w, 0.0) + share
-    return list(out.items())
+    ``rows, cols, contrib``: the sorted unique (listing, column) pairs of the block and their
+    contributions; ``hits``: every occurrence of those n-grams. A column's contribution is
+    shared equally among all (occurrence, overlapped word) pairs, and each listing gets
+    ``"~word" -> sum of its shares``. Vectorised over the whole batch: the joined text has
+    single spaces between words (whitespace is collapsed), so the words an n-gram overlaps are
+    the consecutive word numbers from the first to the last non-space character it covers.
+    """
+    if len(hits.rows) == 0:
+        return
+    flat = rows.astype(np.int64) * width + cols
+    occurrence = np.searchsorted(flat, hits.rows.astype(np.int64) * width + hits.cols)
+    codes = np.frombuffer(hits.joined.encode("utf-32-le"), dtype=np.uint32)
+    space = codes == 32
+    word_start = ~space
+    word_start[1:] &= space[:-1]
+    words_before = np.cumsum(word_start)  # words started at or before each position
+    starts = hits.starts
+    first = words_before[starts] - (~space[starts]).astype(np.intp)
+    last = words_before[starts + hits.sizes - 1] - 1
+    span = np.maximum(last - first + 1, 0)
+    owners = np.bincount(occurrence, weights=span, minlength=len(flat))
+    safe = np.where(owners > 0, owners, 1.0)
+    share = (contrib / safe)[occurrence]
+    n_words = int(words_before[-1]) if len(words_before) else 0
+    word_total = np.zeros(n_words, dtype=np.float64)
+    for k in range(int(span.max(initial=0))):
+        more = span > k
+        word_total += np.bincount(first[more] + k, weights=share[more], minlength=n_words)
+    touched = np.zeros(n_words, dtype=bool)
+    for k in range(int(span.max(initial=0))):
+        touched[first[span > k] + k] = True
+    # The listing of each word: texts were padded to " " + collapsed + " " and concatenated.
+    ends = np.cumsum([len(" ".join(t.split())) + 2 for t in texts])
+    word_rows = np.searchsorted(ends, np.flatnonzero(word_start), side="right")
+    names = hits.joined.split()
+    for j in np.flatnonzero(touched).tolist():
+        row = totals[int(word_rows[j])]
+        term = "~" + names[j]
+        row[term] = row.get(term, 0.0) + float(word_total[j])

@@ -143,6 +143,10 @@ class Thresholds:
 
 TextScorer = Callable[[Sequence[Any]], Sequence[float] | Any]
 TextExplainer = Callable[[dict[str, Any]], list[tuple[str, float]]]
+#: A batch of texts -> (P(counterfeit) per text, the terms that pushed each one up).
+TextAnalyser = Callable[
+    [Sequence[dict[str, Any]]], tuple[Sequence[float] | Any, Sequence[list[tuple[str, float]]]]
+]
 
 
 class Scorer:
@@ -156,6 +160,9 @@ class Scorer:
         Maps a batch of ``{"title", "description"}`` dicts to P(counterfeit) from the text alone.
     text_explainer : callable, optional
         Names the terms that pushed one listing's text score up.
+    text_analyser : callable, optional
+        Both at once for a whole batch (``TextModel.analyse``); used instead of the two above
+        when given, so a batch is scored and explained in one pass.
     model_version : str
         Version of the text model, reported with every verdict.
     """
@@ -166,6 +173,7 @@ class Scorer:
         text_scorer: TextScorer,
         *,
         text_explainer: TextExplainer | None = None,
+        text_analyser: TextAnalyser | None = None,
         model_version: str = "unversioned",
         rates: ExchangeRates | None = None,
         weights: Weights | None = None,
@@ -175,6 +183,7 @@ class Scorer:
         self.brands = {b.id: b for b in brands}
         self.text_scorer = text_scorer
         self.text_explainer = text_explainer
+        self.text_analyser = text_analyser
         self.rates = rates or ExchangeRates.default()
         self.weights = weights or default_weights()
         self.thresholds = thresholds or Thresholds()
@@ -195,10 +204,19 @@ class Scorer:
         self, listings: Sequence[ListingInput], images: Sequence[Sequence[ImageEvidence]]
     ) -> list[ScoredListing]:
         texts = [{"title": x.title, "description": x.description or ""} for x in listings]
-        probabilities = list(self.text_scorer(texts)) if texts else []
+        if not texts:
+            return []
+        terms: Sequence[list[tuple[str, float]]]
+        if self.text_analyser is not None:
+            found, terms = self.text_analyser(texts)
+            probabilities = list(found)
+        else:
+            probabilities = list(self.text_scorer(texts))
+            explain = self.text_explainer
+            terms = [explain(t) for t in texts] if explain is not None else [[] for _ in texts]
         return [
-            self._score_one(listing, evidence, float(p))
-            for listing, evidence, p in zip(listings, images, probabilities, strict=True)
+            self._score_one(listing, evidence, float(p), t)
+            for listing, evidence, p, t in zip(listings, images, probabilities, terms, strict=True)
         ]
 
     def score(self, listing: ListingInput, images: Sequence[ImageEvidence] = ()) -> ScoredListing:
@@ -219,7 +237,11 @@ class Scorer:
         return self._by_name.get(listing.brand_claimed.casefold().strip())
 
     def _score_one(
-        self, listing: ListingInput, images: Sequence[ImageEvidence], p_text: float
+        self,
+        listing: ListingInput,
+        images: Sequence[ImageEvidence],
+        p_text: float,
+        terms: list[tuple[str, float]],
     ) -> ScoredListing:
         w = self.weights
         reasons: list[Reason] = []
@@ -236,11 +258,6 @@ class Scorer:
 
         # text
         text_term = w.text * _logit(p_text, w.text_logit_clip)
-        terms = (
-            self.text_explainer({"title": listing.title, "description": listing.description or ""})
-            if self.text_explainer
-            else []
-        )
         cue_spans = [s for _, s in spans if s.kind == "cue"]
         detail = f"text model gives {p_text:.2f}"
         if terms:

@@ -152,6 +152,7 @@ class ScoringEngine:
                     profiles,
                     model.predict_proba,
                     text_explainer=model.explain,
+                    text_analyser=model.analyse,
                     model_version=model.version,
                     rates=self.rates,
                     thresholds=self.thresholds,

@@ -119,3 +119,34 @@ def test_char_ngrams_cover_cjk_and_count_exactly() -> None:
 def test_word_ngrams_keep_one_to_one_and_bigrams() -> None:
     vec = NgramTfidf(kind="word", ngram_range=(1, 2), min_df=1).fit(["rep 1:1 top batch"])
     assert {"1:1", "top batch", "rep"} <= set(vec.terms_.tolist())
+
+
+def test_analyse_scores_and_explains_a_batch_like_one_by_one(model: TextModel) -> None:
+    batch = [
+        _listing("Rolex Submariner replica watch", "super clone, AAA grade"),
+        _listing("Louis Vuitton Neverfull MM tote bag", "Bought in store, comes with box."),
+        _listing("", ""),
+        _listing("  L0uis   Vu1tt0n  ", "1:1  mirror\tquality"),
+        _listing("耐克 1:1 高仿 运动鞋", "莆田 工厂 同款"),
+        _listing("Rolex Submariner replica watch", "super clone, AAA grade"),
+    ]
+    proba, explained = model.analyse(batch)
+    assert np.array_equal(proba, model.predict_proba(batch))
+    assert explained == [model.explain(item) for item in batch]
+    assert explained[0] == explained[5]
+    assert any(term.startswith("~") for term, _ in explained[0]), explained[0]
+    empty_proba, empty_terms = model.analyse([])
+    assert len(empty_proba) == 0 and empty_terms == []
+
+
+def test_character_contributions_are_spread_over_whole_words(model: TextModel) -> None:
+    # Every word of the normalised text that character n-grams touch is named "~word";
+    # no name is a fragment of a word.
+    listing = _listing("Rolex Submariner replica watch", "super clone, AAA grade")
+    words = " ".join(
+        PreparedListings.concat([model.pipeline.named_steps["features"].transform([listing])])
+        .texts[0]
+        .split()
+    ).split()
+    named = [term[1:] for term, _ in model.explain(listing, top=50) if term.startswith("~")]
+    assert named and all(word in words for word in named), (named, words)

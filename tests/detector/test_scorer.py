@@ -116,3 +116,26 @@ def test_unknown_currency_is_said_not_guessed() -> None:
     v = make(0.2).score(ListingInput("l1", "s1", "Nike", price_amount=5, price_currency="XYZ"))
     price = next(r for r in v.reasons if r.signal == "price")
     assert price.contribution == 0 and "no exchange rate" in price.detail
+
+
+def test_a_batch_analyser_scores_and_explains_in_one_call() -> None:
+    calls: list[int] = []
+
+    def analyse(texts: Sequence[dict[str, Any]]) -> tuple[list[float], list[Any]]:
+        calls.append(len(texts))
+        return [0.9 for _ in texts], [[("replica", 1.5), ("~clone", 0.5)] for _ in texts]
+
+    scorer = Scorer(
+        [NIKE],
+        fixed_text(0.1),  # not used when an analyser is given
+        text_analyser=analyse,
+        thresholds=Thresholds(0.5, 0.85),
+    )
+    out = scorer.score_many(
+        [ListingInput(f"l{i}", "s1", "replica clone") for i in range(3)], [[], [], []]
+    )
+    assert calls == [3]
+    assert all(v.text_probability == pytest.approx(0.9) for v in out)
+    text = out[0].reasons[0]
+    assert text.signal == "text" and "pushed up by replica; ~clone" in text.detail
+    assert text.evidence["terms"] == [["replica", 1.5], ["~clone", 0.5]]
