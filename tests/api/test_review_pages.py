@@ -203,7 +203,8 @@ def test_decision_through_the_form_is_stored_and_the_next_item_opens(api: Api) -
         assert img.status_code == 200 and img.headers["content-type"].startswith("image/"), src
     # images need the session
     anonymous = TestClient(api.client.app)
-    assert anonymous.get(f"/review/items/{first['id']}/images/0").status_code == 401
+    r = anonymous.get(f"/review/items/{first['id']}/images/0", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/review/sign-in")
 
     r = api.client.post(
         f"/review/items/{first['id']}/decision",
