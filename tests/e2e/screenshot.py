@@ -36,7 +36,7 @@ def capture(out: Path, all_dir: Path | None) -> None:
         models = Path(tmp) / "models"
         ensure_default_model(models, n=3000, log=lambda *_: None, progress=False)
         with live_server(Path(tmp), models) as live:
-            seeded: Seeded = seed(live, extra=True, require_match=False)
+            seeded: Seeded = seed(live, extra=True)
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
                 page = browser.new_page(viewport={"width": 1440, "height": 940})
