@@ -156,15 +156,22 @@ def evidence_items(evidence: dict[str, Any]) -> list[tuple[str, str]]:
     for k, v in evidence.items():
         if isinstance(v, float):
             text = f"{v:.3g}"
-        elif isinstance(v, dict | list):
-            text = ", ".join(
-                f"{a}={b:.3g}" if isinstance(b, float) else f"{a}={b}"
-                for a, b in (v.items() if isinstance(v, dict) else enumerate(v))
-            )
+        elif isinstance(v, dict):
+            text = ", ".join(f"{a}={_short(b)}" for a, b in v.items())
+        elif isinstance(v, list):
+            text = "; ".join(_short(b) for b in v)
         else:
             text = str(v)
         out.append((k.replace("_", " "), text))
     return out
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, list | tuple):
+        return "(" + ", ".join(_short(v) for v in value) + ")"
+    return str(value)
 
 
 def duration(seconds: float | None) -> str:

@@ -48,7 +48,7 @@ def capture(out: Path, all_dir: Path | None) -> None:
                 page.wait_for_selector("#claim-status.mine")
                 wait_until(lambda: bool(page.evaluate(IMAGES_LOADED)), what="the images to load")
                 out.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(out), full_page=False)
+                page.screenshot(path=str(out), full_page=True)
                 if all_dir is not None:
                     page.keyboard.press("c")
                     page.wait_for_load_state()
