@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.catalog import CatalogService
 from api.ingest.engine import ScoringEngine
 from api.ingest.fetch import FetchPolicy
+from api.observability import Metrics
 from api.settings import Settings
 from detector.images import ImageLimits
 from store.blobs import LocalBlobStore
@@ -27,6 +28,7 @@ class AppContext:
     catalog: CatalogService
     scoring: ScoringEngine
     fetch_policy: FetchPolicy
+    metrics: Metrics
 
     @property
     def image_limits(self) -> ImageLimits:

@@ -11,12 +11,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.request_id import current_request_id
+
 log = logging.getLogger("fakeguard.api")
 
 
 class ErrorBody(BaseModel):
     error: str
     detail: str
+    request_id: str | None = None
 
 
 class FakeguardError(Exception):
@@ -101,15 +104,16 @@ _STATUS_CODES = {
 }
 
 
-def _body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
-    return {"error": code, "detail": detail, **extra}
+def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    """The one error shape, with the id of the request being handled."""
+    return {"error": code, "detail": detail, **extra, "request_id": current_request_id()}
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FakeguardError)
     async def _fakeguard_error(_: Request, exc: FakeguardError) -> JSONResponse:
         return JSONResponse(
-            _body(exc.code, exc.detail, **exc.extra), exc.status_code, headers=exc.headers
+            error_body(exc.code, exc.detail, **exc.extra), exc.status_code, headers=exc.headers
         )
 
     @app.exception_handler(RequestValidationError)
@@ -120,17 +124,19 @@ def install_error_handlers(app: FastAPI) -> None:
             problems.append({"field": loc, "message": err.get("msg", "invalid")})
         summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
         return JSONResponse(
-            _body("validation_error", summary or "invalid request", fields=problems), 422
+            error_body("validation_error", summary or "invalid request", fields=problems), 422
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "error")
         return JSONResponse(
-            _body(code, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None)
+            error_body(code, str(exc.detail)),
+            exc.status_code,
+            headers=getattr(exc, "headers", None),
         )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(_body("internal_error", "an unexpected error occurred"), 500)
+        return JSONResponse(error_body("internal_error", "an unexpected error occurred"), 500)

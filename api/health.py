@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api.deps import ContextDep
+from api.errors import error_body
 from store.migrate import current_revision, head_revision
 
 router = APIRouter(tags=["health"])
@@ -39,11 +40,7 @@ def readyz(ctx: ContextDep) -> JSONResponse:
     body = {"status": "ready" if ready else "not_ready", "checks": checks}
     if not ready:
         return JSONResponse(
-            {
-                "error": "not_ready",
-                "detail": "; ".join(f"{k}: {v}" for k, v in checks.items()),
-                **body,
-            },
+            error_body("not_ready", "; ".join(f"{k}: {v}" for k, v in checks.items()), **body),
             status_code=503,
             headers={"Retry-After": "5"},
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -72,6 +73,11 @@ class Settings(BaseSettings):
     migrate_on_start: bool = False
     #: Log level of the fakeguard loggers.
     log_level: str = "INFO"
+    #: Log lines as JSON objects (with the request id) or as plain text.
+    log_format: Literal["json", "text"] = "json"
+    #: When set, GET /metrics needs ``Authorization: Bearer <this value>``; unset, it is open
+    #: like /healthz (counts and latencies only; brand ids appear as labels).
+    metrics_key: SecretStr | None = None
 
     @model_validator(mode="after")
     def _defaults_from_data_dir(self) -> Settings:
