@@ -15,10 +15,12 @@ from api.admin.router import router as admin_router
 from api.brands.router import router as brands_router
 from api.catalog import CatalogService
 from api.context import AppContext
-from api.errors import install_error_handlers
+from api.errors import error_body, install_error_handlers
 from api.ingest.engine import ScoringEngine
 from api.ingest.fetch import FetchPolicy
 from api.ingest.router import router as ingest_router
+from api.observability import Metrics, RequestContext, configure_logging
+from api.observability import router as observability_router
 from api.review.brand_router import router as review_brand_router
 from api.review.router import router as review_router
 from api.settings import Settings
@@ -51,11 +53,11 @@ class BodySizeLimit:
                         length = -1
                     if length > self.max_bytes:
                         response = JSONResponse(
-                            {
-                                "error": "payload_too_large",
-                                "detail": f"request body of {length:,} bytes exceeds the "
+                            error_body(
+                                "payload_too_large",
+                                f"request body of {length:,} bytes exceeds the "
                                 f"{self.max_bytes:,}-byte limit",
-                            },
+                            ),
                             status_code=413,
                         )
                         await response(scope, receive, send)
@@ -63,7 +65,7 @@ class BodySizeLimit:
         await self.app(scope, receive, send)
 
 
-def build_context(settings: Settings) -> AppContext:
+def build_context(settings: Settings, metrics: Metrics | None = None) -> AppContext:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.migrate_on_start:
         upgrade(settings.db_url)
@@ -121,17 +123,19 @@ def build_context(settings: Settings) -> AppContext:
         catalog=catalog,
         scoring=scoring,
         fetch_policy=fetch_policy,
+        metrics=metrics or Metrics(),
     )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the fakeguard app. Settings default to the environment (``FAKEGUARD_*``)."""
     settings = settings or Settings()
-    logging.getLogger("fakeguard").setLevel(settings.log_level.upper())
+    configure_logging(settings.log_level, settings.log_format)
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx = build_context(settings)
+        ctx = build_context(settings, metrics)
         app.state.ctx = ctx
         ctx.catalog.start()
         try:
@@ -148,8 +152,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestContext, metrics=metrics)  # outermost: ids every response
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(observability_router)
     app.include_router(admin_router)
     app.include_router(brands_router)
     app.include_router(ingest_router)
