@@ -104,6 +104,8 @@ def upload_references(
     reference (``status: "existing"``)."""
     incoming = [service.IncomingFile(f.filename, f.content_type, f.file) for f in files]
     result = service.upload_references(session, ctx, principal, brand_id, incoming, product, sku)
+    for error in result.errors:
+        ctx.metrics.image_failed("upload", error.error)
     if not result.references:
         raise Unprocessable(
             "no file in the upload could be used: "

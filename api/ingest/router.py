@@ -23,7 +23,9 @@ ListingReader = Annotated[Principal, Depends(require_role("ingest", "reviewer"))
 )
 def score(body: ListingIn, session: SessionDep, ctx: ContextDep, _: IngestKey) -> Verdict:
     """Score one listing: score, decision and reasons. Idempotent on the listing's content."""
-    return service.score_one(session, ctx, body)
+    verdict = service.score_one(session, ctx, body)
+    ctx.metrics.verdicts([verdict])
+    return verdict
 
 
 @router.post(
@@ -40,7 +42,9 @@ def score_batch(body: BatchIn, session: SessionDep, ctx: ContextDep, _: IngestKe
             f"{len(body.listings)} listings in one batch; the limit is {limit}",
             code="batch_too_large",
         )
-    return BatchOut(results=service.score_listings(session, ctx, body.listings))
+    results = service.score_listings(session, ctx, body.listings)
+    ctx.metrics.verdicts([r for r in results if isinstance(r, Verdict)])
+    return BatchOut(results=results)
 
 
 @router.get(
