@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -26,6 +27,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from training.train_text import ensure_default_model
 
         ensure_default_model(_models_dir(args))
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Workers write their counters to files here; /metrics sums them (any worker answers).
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="fakeguard-metrics-")
     uvicorn.run(
         "api.app:app_from_env",
         factory=True,
@@ -34,6 +40,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level=args.log_level,
         proxy_headers=True,
+        access_log=False,  # fakeguard.access logs each request, with its id
         timeout_graceful_shutdown=10,
     )
     return 0
