@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from store.tables import Listing, ListingVersion, Verdict, utcnow
+from store.tables import Listing, ListingVersion, Verdict, new_id, utcnow
+
+#: Values per ``IN (...)`` list: well under every backend's bound-parameter limit.
+IN_CHUNK = 500
+
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,146 @@ class ListingRepository:
             .join(Listing, ListingVersion.listing_id == Listing.id)
             .where(Listing.external_id == external_id, ListingVersion.content_hash == content_hash)
         )
+
+    def existing_verdicts(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Verdict]:
+        """:meth:`existing_verdict` for many ``(external_id, content_hash)`` pairs at once.
+
+        One query per :data:`IN_CHUNK` listings whatever the batch size.
+        """
+        wanted = set(keys)
+        found: dict[tuple[str, str], Verdict] = {}
+        ordered = sorted(wanted)
+        for part in chunks(ordered):
+            rows = self.session.execute(
+                select(Listing.external_id, ListingVersion.content_hash, Verdict)
+                .join(ListingVersion, Verdict.listing_version_id == ListingVersion.id)
+                .join(Listing, ListingVersion.listing_id == Listing.id)
+                .where(
+                    Listing.external_id.in_({external_id for external_id, _ in part}),
+                    ListingVersion.content_hash.in_({content_hash for _, content_hash in part}),
+                )
+            ).all()
+            for external_id, content_hash, row in rows:
+                if (external_id, content_hash) in wanted:
+                    found[(external_id, content_hash)] = row
+        return found
+
+    def record_many(
+        self, items: Sequence[tuple[Snapshot, VerdictRecord]]
+    ) -> list[tuple[Verdict, bool]]:
+        """Store many snapshots and their verdicts with a fixed number of statements.
+
+        Returns ``(verdict, created)`` per item, in order. Rows are written with executemany
+        (``render_nulls``: every row has the same columns, so each table is one statement). The same content of the same listing
+        given twice in one call is stored once (the later copies answer ``created=False`` with
+        the first one's verdict); several contents of one listing become versions in the order
+        given, the last one the listing's latest. Nothing is checked against concurrent
+        writers: content stored meanwhile by another transaction raises ``IntegrityError``
+        (unique listing id, unique content per listing), and callers fall back to
+        :meth:`record` one item at a time, which answers such an item with the stored verdict.
+        """
+        if not items:
+            return []
+        now = utcnow()
+        external_ids = sorted({snap.external_id for snap, _ in items})
+        listing_ids: dict[str, str] = {}
+        for part in chunks(external_ids):
+            for listing_id, external_id in self.session.execute(
+                select(Listing.id, Listing.external_id).where(Listing.external_id.in_(part))
+            ):
+                listing_ids[external_id] = listing_id
+        known = set(listing_ids)
+        for external_id in external_ids:
+            listing_ids.setdefault(external_id, new_id())
+
+        out: list[tuple[Verdict, bool]] = []
+        first: dict[tuple[str, str], Verdict] = {}
+        versions: list[dict[str, Any]] = []
+        verdicts: list[Verdict] = []
+        latest: dict[str, dict[str, Any]] = {}
+        for i, (snap, record) in enumerate(items):
+            key = (snap.external_id, snap.content_hash)
+            if key in first:
+                out.append((first[key], False))
+                continue
+            listing_id = listing_ids[snap.external_id]
+            # Distinct, ordered timestamps: history is ordered by (created_at, id).
+            at = now + timedelta(microseconds=i)
+            version_id = new_id()
+            versions.append(
+                {
+                    "id": version_id,
+                    "listing_id": listing_id,
+                    "content_hash": snap.content_hash,
+                    "seller_id": snap.seller_id,
+                    "title": snap.title,
+                    "description": snap.description,
+                    "price_amount": snap.price_amount,
+                    "price_currency": snap.price_currency,
+                    "brand_claimed": snap.brand_claimed,
+                    "category": snap.category,
+                    "images": snap.images,
+                    "created_at": at,
+                }
+            )
+            row = Verdict(
+                id=new_id(),
+                listing_id=listing_id,
+                listing_version_id=version_id,
+                score=record.score,
+                decision=record.decision,
+                brand_id=record.brand_id,
+                reasons=record.reasons,
+                image_matches=record.image_matches,
+                spans=record.spans,
+                model_version=record.model_version,
+                catalog_version=record.catalog_version,
+                scored_at=at,
+            )
+            verdicts.append(row)
+            first[key] = row
+            out.append((row, True))
+            latest[snap.external_id] = {
+                "id": listing_id,
+                "seller_id": snap.seller_id,
+                "latest_version_id": version_id,
+                "latest_score": record.score,
+                "latest_decision": record.decision,
+                "latest_brand_id": record.brand_id,
+                "updated_at": at,
+            }
+        new = [
+            {"external_id": external_id, "created_at": now, **values}
+            for external_id, values in latest.items()
+            if external_id not in known
+        ]
+        changed = [values for external_id, values in latest.items() if external_id in known]
+        if new:
+            self.session.execute(insert(Listing).execution_options(render_nulls=True), new)
+        if changed:
+            self.session.execute(update(Listing), changed)
+        self.session.execute(insert(ListingVersion).execution_options(render_nulls=True), versions)
+        self.session.execute(
+            insert(Verdict).execution_options(render_nulls=True),
+            [
+                {
+                    "id": v.id,
+                    "listing_id": v.listing_id,
+                    "listing_version_id": v.listing_version_id,
+                    "score": v.score,
+                    "decision": v.decision,
+                    "brand_id": v.brand_id,
+                    "reasons": v.reasons,
+                    "image_matches": v.image_matches,
+                    "spans": v.spans,
+                    "model_version": v.model_version,
+                    "catalog_version": v.catalog_version,
+                    "scored_at": v.scored_at,
+                }
+                for v in verdicts
+            ],
+        )
+        return out
 
     def record(self, snap: Snapshot, verdict: VerdictRecord) -> tuple[Verdict, bool]:
         """Store a snapshot and its verdict; returns (verdict, created).

@@ -12,11 +12,31 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, and_, case, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from store.tables import Listing, ListingVersion, ReviewDecision, ReviewItem, Verdict, utcnow
+from store.listings import chunks
+from store.tables import (
+    Listing,
+    ListingVersion,
+    ReviewDecision,
+    ReviewItem,
+    Verdict,
+    new_id,
+    utcnow,
+)
 
 #: Verdict decisions that put a listing in the queue.
 FLAGGED = ("review", "block")
@@ -149,6 +169,58 @@ class ReviewRepository:
                 if attempt == 2:
                     raise
         return None  # pragma: no cover (the loop returns or raises)
+
+    def enqueue_many(self, verdicts: Sequence[Verdict], now: datetime | None = None) -> None:
+        """:meth:`enqueue_for_verdict` for many new verdicts with a fixed number of statements.
+
+        Verdicts of one listing are applied in the order given (its open item ends up on the
+        last flagged one). An item opened meanwhile by a concurrent writer raises
+        ``IntegrityError`` (one open item per listing); callers then fall back to
+        :meth:`enqueue_for_verdict`, which retries on exactly that.
+        """
+        now = now or utcnow()
+        last: dict[str, Verdict] = {}
+        for verdict in verdicts:
+            if verdict.decision in FLAGGED:
+                last[verdict.listing_id] = verdict
+        if not last:
+            return
+        open_items: dict[str, str] = {}
+        for part in chunks(sorted(last)):
+            for item_id, listing_id in self.session.execute(
+                select(ReviewItem.id, ReviewItem.open_listing_id)
+                .where(ReviewItem.open_listing_id.in_(part))
+                .with_for_update()
+            ):
+                open_items[str(listing_id)] = item_id
+        fresh: list[dict[str, Any]] = []
+        changed: list[dict[str, Any]] = []
+        for listing_id, verdict in last.items():
+            values = {
+                "listing_version_id": verdict.listing_version_id,
+                "verdict_id": verdict.id,
+                "score": verdict.score,
+                "decision": verdict.decision,
+                "brand_id": verdict.brand_id,
+                "updated_at": now,
+            }
+            if listing_id in open_items:
+                changed.append({"id": open_items[listing_id], **values})
+            else:
+                fresh.append(
+                    {
+                        "id": new_id(),
+                        "listing_id": listing_id,
+                        "open_listing_id": listing_id,
+                        "status": "pending",
+                        "created_at": now,
+                        **values,
+                    }
+                )
+        if fresh:
+            self.session.execute(insert(ReviewItem).execution_options(render_nulls=True), fresh)
+        if changed:
+            self.session.execute(update(ReviewItem), changed)
 
     def get(self, item_id: str, *, for_update: bool = False) -> ReviewItem | None:
         query = select(ReviewItem).where(ReviewItem.id == item_id)

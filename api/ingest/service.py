@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.orm import Session
 
 from api.context import AppContext
@@ -225,19 +226,22 @@ def score_listings(
     fetches = [img for w in works for img in w.images if img.url and img.error is None]
     list(pool.map(lambda img: _fetch(img, ctx), fetches))
     todo: list[Work] = []
-    # Retries are answered from a read-only unit of work, so the request's writing one (on
-    # SQLite: the write lock) starts only when the results are stored, after the heavy work.
+    live = [w for w in works if w.error is None]
+    for work in live:
+        work.content_hash = _content_hash(work)
+    # Retries are answered from a read-only unit of work (one query for the whole batch), so
+    # the request's writing one (on SQLite: the write lock) starts only when the results are
+    # stored, after the heavy work.
     with session_scope(ctx.read_sessions) as reader:
-        repo = ListingRepository(reader)
-        for work in works:
-            if work.error is not None:
-                continue
-            work.content_hash = _content_hash(work)
-            existing = repo.existing_verdict(work.body.listing_id, work.content_hash)
-            if existing is not None:
-                work.verdict = _verdict_out(existing, work.body.listing_id, cached=True)
-            else:
-                todo.append(work)
+        stored = ListingRepository(reader).existing_verdicts(
+            [(w.body.listing_id, w.content_hash) for w in live]
+        )
+    for work in live:
+        existing = stored.get((work.body.listing_id, work.content_hash))
+        if existing is not None:
+            work.verdict = _verdict_out(existing, work.body.listing_id, cached=True)
+        else:
+            todo.append(work)
     if todo:
         try:
             scorer = engine.scorer()
@@ -258,10 +262,12 @@ def score_listings(
             [_listing_input(w.body) for w in todo],
             [[_evidence(img) for img in w.images] for w in todo],
         )
-        for work, result in zip(todo, scored, strict=True):
-            work.verdict = _persist(
-                session, ctx, work, result, scorer.model_version, catalog_version
-            )
+        _store_blobs(ctx, todo)
+        records = [
+            (_snapshot(work), _record(result, scorer.model_version, catalog_version))
+            for work, result in zip(todo, scored, strict=True)
+        ]
+        _persist(session, todo, records, isolate=len(bodies) > 1)
     return [w.error if w.error is not None else w.verdict for w in works]  # type: ignore[misc]
 
 
@@ -278,15 +284,11 @@ def _match(engine: ScoringEngine, img: IncomingImage) -> ImageReport | tuple[str
         )
 
 
-def _persist(
-    session: Session,
-    ctx: AppContext,
-    work: Work,
-    result: ScoredListing,
-    model_version: str,
-    catalog_version: int,
-) -> Verdict:
-    blobs = [img.data for img in work.images if img.data is not None and img.error is None]
+def _store_blobs(ctx: AppContext, works: Sequence[Work]) -> None:
+    """The usable images' bytes, for the reviewer pages (content-addressed, stored once)."""
+    blobs = [
+        img.data for w in works for img in w.images if img.data is not None and img.error is None
+    ]
     try:
         # In parallel: every write is fsynced, and the waits overlap.
         list(ctx.scoring.pool.map(ctx.blobs.put, blobs))
@@ -296,8 +298,11 @@ def _persist(
             code="blob_store_unavailable",
             headers={"Retry-After": "30"},
         ) from exc
+
+
+def _snapshot(work: Work) -> Snapshot:
     body = work.body
-    snap = Snapshot(
+    return Snapshot(
         external_id=body.listing_id,
         content_hash=work.content_hash,
         seller_id=body.seller_id,
@@ -309,7 +314,10 @@ def _persist(
         category=body.category,
         images=[_snapshot_image(i) for i in work.images],
     )
-    record = VerdictRecord(
+
+
+def _record(result: ScoredListing, model_version: str, catalog_version: int) -> VerdictRecord:
+    return VerdictRecord(
         score=result.score,
         decision=result.decision,
         brand_id=result.brand_id,
@@ -338,11 +346,70 @@ def _persist(
         model_version=model_version,
         catalog_version=catalog_version,
     )
-    row, created = ListingRepository(session).record(snap, record)
-    # Review queue (issue 6): a new flagged verdict opens or refreshes the listing's review item.
-    if created and row.decision != "allow":
-        ReviewRepository(session).enqueue_for_verdict(row)
-    return _verdict_out(row, body.listing_id, cached=not created)
+
+
+def _persist(
+    session: Session,
+    works: Sequence[Work],
+    records: Sequence[tuple[Snapshot, VerdictRecord]],
+    *,
+    isolate: bool,
+) -> None:
+    """Store every scored listing and queue the flagged ones; sets each work's verdict.
+
+    The whole batch is written with a fixed number of statements inside one savepoint. If that
+    fails (a concurrent writer stored the same listing or content meanwhile, or one item the
+    database refuses), the savepoint is rolled back and the items are stored one at a time,
+    each in its own savepoint: a retry raced by another request gets the stored verdict, and
+    with ``isolate`` an item the database refuses gets its own error while the rest are kept.
+    A database that is unavailable (``OperationalError``) fails the request as a whole.
+    """
+    try:
+        with session.begin_nested():
+            stored = ListingRepository(session).record_many(records)
+            # Review queue (issue 6): a new flagged verdict opens or refreshes the listing's item.
+            ReviewRepository(session).enqueue_many([row for row, created in stored if created])
+    except OperationalError:
+        raise
+    except StatementError:
+        log.warning("storing a batch of %d failed; storing its items one by one", len(works))
+        _persist_one_by_one(session, works, records, isolate=isolate)
+        return
+    for work, (row, created) in zip(works, stored, strict=True):
+        work.verdict = _verdict_out(row, work.body.listing_id, cached=not created)
+
+
+def _persist_one_by_one(
+    session: Session,
+    works: Sequence[Work],
+    records: Sequence[tuple[Snapshot, VerdictRecord]],
+    *,
+    isolate: bool,
+) -> None:
+    listings = ListingRepository(session)
+    review = ReviewRepository(session)
+    for work, (snap, record) in zip(works, records, strict=True):
+        try:
+            with session.begin_nested():
+                row, created = listings.record(snap, record)
+                if created and row.decision != "allow":
+                    review.enqueue_for_verdict(row)
+        except OperationalError:
+            raise
+        except StatementError as exc:
+            if not isolate:
+                raise
+            log.exception("listing %s could not be stored", work.body.listing_id)
+            work.error = BatchItemError(
+                listing_id=work.body.listing_id,
+                index=work.index,
+                error="not_stored",
+                detail="the database refused this listing "
+                f"({type(exc.orig).__name__ if exc.orig is not None else 'error'}); "
+                "nothing was stored for it",
+            )
+            continue
+        work.verdict = _verdict_out(row, work.body.listing_id, cached=not created)
 
 
 def score_one(session: Session, ctx: AppContext, body: ListingIn) -> Verdict:
