@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from api.brands import service as brands_service
+from api.context import AppContext
 from api.deps import ContextDep, SessionDep
 from api.errors import FakeguardError
 from api.pagination import Page
@@ -244,6 +245,24 @@ def queue_page(
     )
 
 
+def _next_item(
+    session: Session, ctx: AppContext, reviewer: Reviewer, f: service.Filters
+) -> str | None:
+    """The reviewer's own claimed items first (pages claim what they open, so browsing with j/k
+    leaves claims behind), then the riskiest pending item, claimed now."""
+    me = reviewer.principal.key_id
+    held = service.queue(
+        session,
+        service.Filters("claimed", f.brand_id, f.decision, f.min_score),
+        Page(limit=NEIGHBOURS, offset=0),
+    )
+    mine = next((i.id for i in held.items if i.claimed_by == me), None)
+    if mine is not None:
+        return mine
+    item = service.claim_next(session, ctx, reviewer.principal, f)
+    return item.id if item is not None else None
+
+
 @router.post("/next")
 def work_next(
     session: SessionDep,
@@ -256,10 +275,10 @@ def work_next(
     """Claim the riskiest pending item matching the filters and open it."""
     f = _filters(brand_id, decision, min_score)
     with as_page():
-        item = service.claim_next(session, ctx, reviewer.principal, f)
-    if item is None:
+        item_id = _next_item(session, ctx, reviewer, f)
+    if item_id is None:
         return RedirectResponse(f"/review/queue{_query(f, empty=1)}", status_code=303)
-    return RedirectResponse(f"/review/items/{item.id}{_query(f)}", status_code=303)
+    return RedirectResponse(f"/review/items/{item_id}{_query(f)}", status_code=303)
 
 
 # -- one listing -----------------------------------------------------------------------------
@@ -378,10 +397,10 @@ def decide_from_page(
     with as_page("The decision was not recorded"):
         service.claim(session, ctx, reviewer.principal, item_id)
         service.decide(session, reviewer.principal, item_id, body)
-        nxt = service.claim_next(session, ctx, reviewer.principal, f)
+        nxt = _next_item(session, ctx, reviewer, f)
     if nxt is None:
         return RedirectResponse(f"/review/queue{_query(f, empty=1)}", status_code=303)
-    return RedirectResponse(f"/review/items/{nxt.id}{_query(f)}", status_code=303)
+    return RedirectResponse(f"/review/items/{nxt}{_query(f)}", status_code=303)
 
 
 # -- images ----------------------------------------------------------------------------------
