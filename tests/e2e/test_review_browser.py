@@ -81,3 +81,59 @@ def test_reviewer_signs_in_sees_both_images_presses_c_and_the_decision_is_stored
         reviewer = next(k for k in keys if k["prefix"] in seeded.reviewer_key)
         assert decision["reviewer_key_id"] == reviewer["id"]
         assert decision["verdict_id"] == detail["verdict_id"]
+
+
+def test_a_reviewer_works_through_twenty_listings_with_the_keyboard(
+    tmp_path: Path,
+    models_dir: Path,  # noqa: F811
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with live_server(tmp_path, models_dir) as live:
+        brand = live.call(
+            "POST", "/v1/brands", json={"name": "Acme", "review_threshold": 0.0}
+        ).json()
+        for i in range(20):
+            body = {"listing_id": f"K-{i:02d}", "seller_id": f"s{i}", "title": f"Acme bag {i}"}
+            assert (
+                live.call("POST", "/v1/listings/score", json=body).json()["brand_id"]
+                == (brand["id"])
+            )
+        key = live.call("POST", "/v1/keys", json={"role": "reviewer"}).json()["key"]
+        labels = {"c": "counterfeit", "g": "genuine", "u": "unsure"}
+        pressed: dict[str, str] = {}
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+            try:
+                page = browser.new_page()
+                page.goto(f"{live.url}/review/sign-in")
+                page.fill("#key", key)
+                page.keyboard.press("Enter")
+                page.wait_for_url("**/review/queue")
+                # j/k move the queue cursor, Enter opens; on an item j/k go next/previous
+                page.keyboard.press("j")
+                page.keyboard.press("j")
+                page.keyboard.press("k")
+                page.keyboard.press("Enter")
+                page.wait_for_url("**/review/items/*")
+                first = page.url
+                page.keyboard.press("j")
+                page.wait_for_url(lambda url: url != first)
+                page.keyboard.press("k")
+                page.wait_for_url(first)
+                page.goto(f"{live.url}/review/queue")
+                page.keyboard.press("n")  # work the queue: claim the riskiest and open it
+                for i in range(20):
+                    page.wait_for_selector("#claim-status.mine")
+                    item_id = page.url.split("/review/items/")[1].split("?")[0]
+                    assert item_id not in pressed
+                    letter = "cgu"[i % 3]
+                    pressed[item_id] = labels[letter]
+                    page.keyboard.press(letter)
+                    page.wait_for_url(lambda url, item_id=item_id: item_id not in url)
+                assert page.url.endswith("/review/queue?empty=1")
+            finally:
+                browser.close()
+        for item_id, label in pressed.items():
+            assert live.call("GET", f"/v1/review/{item_id}").json()["label"] == label
+        assert live.call("GET", "/v1/review/queue").json()["total"] == 0
