@@ -379,3 +379,53 @@ def test_stats_figures_on_known_data(api: Api) -> None:
     assert page.status_code == 200
     assert 'id="volume-chart"' in page.text and page.text.count('class="bar ') == 3
     assert "33 %" in page.text and "30 s" in page.text and "46 s" in page.text
+
+
+def test_highlight_and_percentile_helpers() -> None:
+    from api.ingest.schemas import SpanOut
+    from api.review.stats import percentile
+    from api.web.views import highlight
+
+    text = "Acme 1:1 replica <b>"
+    spans = [
+        SpanOut(field="title", kind="brand", start=0, end=4, text="Acme", label="b", detail=""),
+        SpanOut(field="title", kind="cue", start=5, end=16, text="", label="x", detail="grade"),
+        SpanOut(
+            field="title", kind="cue", start=9, end=16, text="", label="y", detail=""
+        ),  # inside
+        SpanOut(field="description", kind="cue", start=0, end=3, text="", label="z", detail=""),
+        SpanOut(field="title", kind="cue", start=18, end=99, text="", label="w", detail=""),  # bad
+    ]
+    segments = highlight(text, spans, "title")
+    assert "".join(s.text for s in segments) == text
+    assert [(s.text, s.kind) for s in segments] == [
+        ("Acme", "brand"),
+        (" ", None),
+        ("1:1 replica", "cue"),
+        (" <b>", None),
+    ]
+    assert segments[2].tip == "cue: x (grade)"
+    assert highlight(None, spans, "title") == []
+    assert percentile([], 50) is None
+    assert percentile([10, 20, 30, 40, 50], 50) == 30 and percentile([10, 20, 30, 40, 50], 90) == 46
+    assert percentile([7], 90) == 7
+
+
+def test_page_templates_and_static_files_are_package_data() -> None:
+    """A non-editable install must carry every template and static file."""
+    import tomllib
+    from pathlib import Path, PurePosixPath
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["api"]
+    files = [
+        p.relative_to(root / "api").as_posix()
+        for sub in ("templates", "static")
+        for p in (root / "api" / "web" / sub).rglob("*")
+        if p.is_file()
+    ]
+    assert {"web/templates/item.html", "web/static/review.js"} <= set(files)
+    missing = [f for f in files if not any(PurePosixPath(f).match(pat) for pat in patterns)]
+    assert missing == []
