@@ -507,12 +507,55 @@ def hash_reference(image: DecodedImage) -> list[HashVariant]:
     return _dedupe(out)
 
 
+def segments(
+    gray: GrayArray,
+    tolerance: float = 12.0,
+    min_gap: float = 0.015,
+    min_height: float = 0.3,
+    limit: int = 2,
+) -> list[tuple[int, int]]:
+    """Horizontal bands of content separated by uniform rows, largest first (at most ``limit``).
+
+    A listing photo shown inside a screenshot sits between a status bar above and a price,
+    captions and buttons below, each separated from it by rows of one colour. Bands shorter
+    than ``min_height`` of the image are dropped, and so is a single band covering it all.
+    """
+    h = gray.shape[0]
+    med = np.median(gray, axis=1, keepdims=True)
+    uniform = (np.abs(gray - med) > tolerance).mean(axis=1) < 0.01
+    gap = max(2, round(min_gap * h))
+    bands: list[tuple[int, int]] = []
+    start: int | None = None
+    run = 0
+    for y in range(h + 1):
+        if y < h and not uniform[y]:
+            if start is None:
+                start = y
+            run = 0
+            continue
+        run += 1
+        if start is not None and (y == h or run >= gap):
+            end = y - run + 1
+            if end - start >= min_height * h:
+                bands.append((start, end))
+            start = None
+    if len(bands) == 1 and bands[0][1] - bands[0][0] >= 0.9 * h:
+        return []
+    bands.sort(key=lambda b: b[0] - b[1])
+    return bands[:limit]
+
+
 def hash_query(image: DecodedImage) -> list[HashVariant]:
-    """Hashes computed for a listing image: the whole frame and the border-trimmed image."""
+    """Hashes computed for a listing image: the whole frame, the border-trimmed image and each
+    large band of content (a photo inside a screenshot, trimmed to its own content)."""
     views = [HashVariant("orig", dct_hash(image.frame))]
     if image.full is not None:
         views.append(HashVariant("trim", dct_hash(image.gray)))
-    return views
+    for top, bottom in segments(image.gray):
+        band, _ = trim_uniform_border(image.gray[top:bottom])
+        if min(band.shape) >= 16:
+            views.append(HashVariant("band", dct_hash(band)))
+    return _dedupe(views)
 
 
 def _dedupe(hashes: Sequence[HashVariant]) -> list[HashVariant]:

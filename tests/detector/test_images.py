@@ -4,7 +4,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from detector import images
 from tests.support.images import flat_image, png_bomb, product_photo
@@ -123,3 +123,48 @@ def test_reference_variants_cover_mirror() -> None:
     best = min(ref, key=lambda h: images.hamming(h.value, q))
     assert images.hamming(best.value, q) <= 6
     assert "mirror" in best.variant
+
+
+def _line_art(size: int = 600) -> Image.Image:
+    """A thin line-art product on white: too little ink for border trimming to single it out."""
+    img = Image.new("RGB", (size, size), (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    d.arc((150, 60, 330, 240), 200, 340, fill=(40, 40, 40), width=10)
+    d.line((240, 240, 260, 420), fill=(30, 30, 30), width=12)
+    d.ellipse((220, 400, 420, 560), outline=(20, 20, 20), width=12)
+    d.ellipse((380, 470, 440, 530), fill=(160, 160, 170))
+    d.text((120, 300), "ACME", fill=(10, 10, 10))
+    return img
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_photo_inside_a_phone_screenshot_is_found_by_its_band(seed: int) -> None:
+    from training.attacks import phone_screenshot
+
+    photo = _line_art()
+    reference = images.hash_reference(_decode(_reencode(photo, quality=92), draft=False))
+    decoded = _decode(_reencode(phone_screenshot(photo, seed), quality=88))
+    # trimming peels the bezel only: the status bar, price and buttons stay in the frame
+    assert max(decoded.trimmed) < 0.1
+    views = images.hash_query(decoded)
+    bands = [v for v in views if v.variant == "band"]
+    assert bands, "no band view: the photo between the status bar and the price was not found"
+    assert min(images.hamming(v.value, r.value) for v in bands for r in reference) <= 10
+    others = [v for v in views if v.variant != "band"]
+    assert min(images.hamming(v.value, r.value) for v in others for r in reference) > 10
+
+
+def test_segments_split_on_uniform_rows() -> None:
+    gray = np.full((200, 100), 255.0, dtype=np.float32)
+    gray[4:12, 10:40] = 0.0  # status bar
+    gray[30:130, 20:80] = np.linspace(0, 200, 60)  # the photo
+    gray[140:150, 5:60] = 30.0  # price
+    gray[170:190, 5:95] = 90.0  # buttons
+    assert images.segments(gray) == [(30, 130)]
+    assert images.segments(gray[30:130]) == []  # one band filling the image is no segment
+
+
+def test_segments_ignore_a_plain_photo() -> None:
+    decoded = _decode(product_photo(5))
+    assert images.segments(decoded.gray) == []
+    assert [v.variant for v in images.hash_query(decoded)] in (["orig"], ["orig", "trim"])
