@@ -20,15 +20,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 
 from api.brands import service as brands_service
-from api.context import AppContext
 from api.deps import ContextDep, SessionDep
 from api.errors import FakeguardError
 from api.pagination import Page
 from api.review import service, stats
 from api.review.schemas import DecisionIn
+from api.web import service as pages
 from api.web import views
 from api.web.auth import (
     SESSION_COOKIE,
@@ -48,12 +47,9 @@ from api.web.auth import (
     sign_in,
     sign_out,
 )
-from store.brands import BrandRepository
-from store.keys import ApiKeyRepository
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
-NEIGHBOURS = 200
 
 router = APIRouter(prefix="/review", include_in_schema=False)
 
@@ -146,16 +142,12 @@ DecisionQ = Annotated[str | None, Query(max_length=16)]
 ScoreQ = Annotated[float | None, Query(ge=0, le=1)]
 
 
-def _brands(session: Session) -> list[tuple[str, str]]:
-    rows, _ = BrandRepository(session).page(limit=1000, offset=0)
-    return [(b.id, b.name) for b in rows]
-
-
 # -- sign-in ---------------------------------------------------------------------------------
 
 
 @router.get("")
 def home() -> RedirectResponse:
+    """The queue is the start page."""
     return RedirectResponse("/review/queue", status_code=303)
 
 
@@ -175,6 +167,7 @@ def _sign_in_page(
 
 @router.get("/sign-in", response_model=None)
 def sign_in_form(request: Request, reviewer: MaybeReviewer, next: str | None = None) -> Response:
+    """The sign-in form (a signed-in reviewer goes straight on)."""
     if reviewer is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
     return _sign_in_page(request, next or "/review/queue")
@@ -189,6 +182,7 @@ def sign_in_submit(
     csrf: Annotated[str, Form(max_length=200)] = "",
     next: Annotated[str, Form(max_length=2000)] = "/review/queue",
 ) -> Response:
+    """Check the key, open a session, set its cookie and go on."""
     check_signin_nonce(request, csrf)
     try:
         token = sign_in(session, key, timedelta(seconds=ctx.settings.review_session_seconds))
@@ -204,6 +198,7 @@ def sign_in_submit(
 def sign_out_submit(
     request: Request, session: SessionDep, reviewer: PostingReviewer
 ) -> RedirectResponse:
+    """End this session and forget its cookie."""
     sign_out(session, reviewer)
     response = RedirectResponse("/review/sign-in", status_code=303)
     clear_cookie(request, response, SESSION_COOKIE)
@@ -224,9 +219,10 @@ def queue_page(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     empty: bool = False,
 ) -> HTMLResponse:
+    """Open items, riskiest first, with filters and paging."""
     f = _filters(brand_id, decision, min_score)
     result = service.queue(session, f, Page(limit=PAGE_SIZE, offset=offset))
-    brands = _brands(session)
+    brands = pages.brand_choices(session)
     return render(
         request,
         "queue.html",
@@ -245,24 +241,6 @@ def queue_page(
     )
 
 
-def _next_item(
-    session: Session, ctx: AppContext, reviewer: Reviewer, f: service.Filters
-) -> str | None:
-    """The reviewer's own claimed items first (pages claim what they open, so browsing with j/k
-    leaves claims behind), then the riskiest pending item, claimed now."""
-    me = reviewer.principal.key_id
-    held = service.queue(
-        session,
-        service.Filters("claimed", f.brand_id, f.decision, f.min_score),
-        Page(limit=NEIGHBOURS, offset=0),
-    )
-    mine = next((i.id for i in held.items if i.claimed_by == me), None)
-    if mine is not None:
-        return mine
-    item = service.claim_next(session, ctx, reviewer.principal, f)
-    return item.id if item is not None else None
-
-
 @router.post("/next")
 def work_next(
     session: SessionDep,
@@ -275,32 +253,13 @@ def work_next(
     """Claim the riskiest pending item matching the filters and open it."""
     f = _filters(brand_id, decision, min_score)
     with as_page():
-        item_id = _next_item(session, ctx, reviewer, f)
+        item_id = pages.next_item(session, ctx, reviewer, f)
     if item_id is None:
         return RedirectResponse(f"/review/queue{_query(f, empty=1)}", status_code=303)
     return RedirectResponse(f"/review/items/{item_id}{_query(f)}", status_code=303)
 
 
 # -- one listing -----------------------------------------------------------------------------
-
-
-def _neighbours(
-    session: Session, f: service.Filters, item_id: str
-) -> tuple[str | None, str | None]:
-    ids = [i.id for i in service.queue(session, f, Page(limit=NEIGHBOURS, offset=0)).items]
-    if item_id not in ids:
-        return None, ids[0] if ids else None
-    at = ids.index(item_id)
-    return (ids[at - 1] if at > 0 else None), (ids[at + 1] if at + 1 < len(ids) else None)
-
-
-def _key_names(session: Session, key_ids: set[str]) -> dict[str, str]:
-    repo = ApiKeyRepository(session)
-    out = {}
-    for key_id in key_ids:
-        row = repo.get(key_id)
-        out[key_id] = (row.name if row and row.name else None) or f"key {key_id[:8]}"
-    return out
 
 
 @router.get("/items/{item_id}")
@@ -313,12 +272,13 @@ def item_page(
     decision: DecisionQ = None,
     min_score: ScoreQ = None,
 ) -> HTMLResponse:
+    """Everything needed to judge one item, and the decision form."""
     f = _filters(brand_id, decision, min_score)
     with as_page("No such item"):
         d = service.item_detail(session, item_id)
-    prev_id, next_id = _neighbours(session, f, item_id)
+    prev_id, next_id = pages.neighbours(session, f, item_id)
     me = reviewer.principal.key_id
-    names = _key_names(
+    names = pages.key_names(
         session,
         {x.reviewer_key_id for x in d.decisions} | ({d.claimed_by} if d.claimed_by else set()),
     )
@@ -397,7 +357,7 @@ def decide_from_page(
     with as_page("The decision was not recorded"):
         service.claim(session, ctx, reviewer.principal, item_id)
         service.decide(session, reviewer.principal, item_id, body)
-        nxt = _next_item(session, ctx, reviewer, f)
+        nxt = pages.next_item(session, ctx, reviewer, f)
     if nxt is None:
         return RedirectResponse(f"/review/queue{_query(f, empty=1)}", status_code=303)
     return RedirectResponse(f"/review/items/{nxt}{_query(f)}", status_code=303)
@@ -410,6 +370,7 @@ def decide_from_page(
 def item_image(
     item_id: str, index: int, session: SessionDep, ctx: ContextDep, _: PageReviewer
 ) -> Response:
+    """One listing image of the item (session required)."""
     data, content_type = service.listing_image(session, ctx, item_id, index)
     return Response(data, media_type=content_type, headers=IMAGE_HEADERS)
 
@@ -422,6 +383,7 @@ def reference_image(
     ctx: ContextDep,
     reviewer: PageReviewer,
 ) -> Response:
+    """A brand reference image (session required)."""
     data, content_type = brands_service.reference_image(
         session, ctx, reviewer.principal, brand_id, reference_id
     )
@@ -438,6 +400,7 @@ def stats_page(
     reviewer: PageReviewer,
     days: Annotated[int, Query(ge=1, le=366)] = 30,
 ) -> HTMLResponse:
+    """Review statistics with the volume chart."""
     figures = stats.review_stats(session, days)
     return render(
         request,
