@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.request_id import current_request_id
@@ -20,6 +20,19 @@ class ErrorBody(BaseModel):
     error: str
     detail: str
     request_id: str | None = None
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class ValidationErrorBody(ErrorBody):
+    """422 ``validation_error``: the payload is malformed; ``fields`` says where."""
+
+    fields: list[FieldProblem] | None = Field(
+        default=None, description="where the payload is malformed (validation_error only)"
+    )
 
 
 class FakeguardError(Exception):
@@ -110,6 +123,8 @@ def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    document_errors(app)
+
     @app.exception_handler(FakeguardError)
     async def _fakeguard_error(_: Request, exc: FakeguardError) -> JSONResponse:
         return JSONResponse(
@@ -128,15 +143,79 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "error")
-        return JSONResponse(
-            error_body(code, str(exc.detail)),
-            exc.status_code,
-            headers=getattr(exc, "headers", None),
-        )
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Starlette names only the first matching route's methods; a path has several.
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(error_body("internal_error", "an unexpected error occurred"), 500)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Methods some route answers at this path (asked of the routes themselves)."""
+    from starlette.routing import Match
+
+    allowed = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {
+            "type": "http",
+            "method": method,
+            "path": request.scope["path"],
+            "root_path": request.scope.get("root_path", ""),
+            "headers": [],
+        }
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
+def _ref(name: str, description: str) -> dict[str, Any]:
+    schema = {"$ref": f"#/components/schemas/{name}"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def document_errors(app: FastAPI) -> None:
+    """Make the OpenAPI document say what the handlers above really send.
+
+    Every 422 is the one error shape with ``fields`` (not FastAPI's ``HTTPValidationError``);
+    operations that take a body may also answer 400 (unparseable body) and 413 (too large).
+    """
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            description=app.description,
+            routes=app.routes,
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (ErrorBody, FieldProblem, ValidationErrorBody):
+            model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(model_schema.pop("$defs", {}))
+            components[model.__name__] = model_schema
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                if "422" in responses:
+                    responses["422"] = _ref(
+                        "ValidationErrorBody", "Malformed payload, or refused as unprocessable"
+                    )
+                if "requestBody" in operation:
+                    responses.setdefault("400", _ref("ErrorBody", "The body cannot be parsed"))
+                    responses.setdefault("413", _ref("ErrorBody", "The body is too large"))
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -282,7 +282,11 @@ class RequestContext:
         finally:
             elapsed = time.perf_counter() - start
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            # Unknown paths share one label, so probing cannot grow the series without bound;
+            # plain Starlette routes (/docs, /openapi.json) have fixed paths.
+            template = getattr(route, "path", None) or (
+                scope.get("path", "") if status != 404 else "unmatched"
+            )
             method = scope.get("method", "")
             self.metrics.requests.labels(method, template, str(status)).inc()
             self.metrics.latency.labels(method, template).observe(elapsed)
