@@ -95,7 +95,7 @@ def upload_references(
     session: SessionDep,
     ctx: ContextDep,
     principal: BrandKey,
-    files: Annotated[list[UploadFile], File(description="one or more image files")],
+    files: Annotated[list[UploadFile], File(description="one or more image files", min_length=1)],
     product: Annotated[str | None, Form(max_length=200)] = None,
     sku: Annotated[str | None, Form(max_length=100)] = None,
 ) -> UploadResult:

@@ -6,16 +6,34 @@ from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
 )
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Alias = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-SellerId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+def _not_bool(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not true/false")
+    return value
+
+
+# JSON true/false is not a number (lax mode would take it as 1/0); 3 and 8.0 still are.
+Threshold = Annotated[float, Field(ge=0, le=1), BeforeValidator(_not_bool)]
+Distance = Annotated[int, Field(ge=0, le=32), BeforeValidator(_not_bool)]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"\S")
+]
+Alias = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"\S")
+]
+SellerId = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"\S")
+]
 Currency = Annotated[
     str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{3}$")
 ]
@@ -23,9 +41,14 @@ Currency = Annotated[
 
 class Money(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    amount: Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")] = Field(
-        gt=0, le=Decimal("1e12"), max_digits=18, decimal_places=4
-    )
+    amount: Annotated[
+        Decimal,
+        PlainSerializer(float, return_type=float, when_used="json"),
+        # What the constraints below mean, said in JSON Schema (which has no max_digits).
+        WithJsonSchema(
+            {"type": "number", "exclusiveMinimum": 0, "maximum": 1e12, "multipleOf": 0.0001}
+        ),
+    ] = Field(gt=0, le=Decimal("1e12"), max_digits=18, decimal_places=4)
     currency: Currency = Field(description="ISO 4217 code, e.g. USD")
 
 
@@ -35,9 +58,9 @@ class BrandCreate(BaseModel):
     aliases: list[Alias] = Field(default_factory=list, max_length=100)
     authorized_sellers: list[SellerId] = Field(default_factory=list, max_length=100_000)
     reference_price: Money | None = None
-    review_threshold: float | None = Field(default=None, ge=0, le=1)
-    block_threshold: float | None = Field(default=None, ge=0, le=1)
-    match_distance: int | None = Field(default=None, ge=0, le=32)
+    review_threshold: Threshold | None = None
+    block_threshold: Threshold | None = None
+    match_distance: Distance | None = None
 
     @field_validator("aliases", "authorized_sellers")
     @classmethod
@@ -53,9 +76,9 @@ class BrandPatch(BaseModel):
     aliases: list[Alias] | None = Field(default=None, max_length=100)
     authorized_sellers: list[SellerId] | None = Field(default=None, max_length=100_000)
     reference_price: Money | None = None
-    review_threshold: float | None = Field(default=None, ge=0, le=1)
-    block_threshold: float | None = Field(default=None, ge=0, le=1)
-    match_distance: int | None = Field(default=None, ge=0, le=32)
+    review_threshold: Threshold | None = None
+    block_threshold: Threshold | None = None
+    match_distance: Distance | None = None
 
 
 class BrandOut(BaseModel):

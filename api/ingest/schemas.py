@@ -7,15 +7,24 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from api.brands.schemas import Money
 
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Id = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"\S")
+]
+
+
+def _exactly_one_schema(schema: dict[str, Any]) -> None:
+    """Say in the OpenAPI document what the validator below enforces: one of the two, not null."""
+    schema["oneOf"] = [
+        {"required": [name], "properties": {name: {"type": "string"}}} for name in ("data", "url")
+    ]
 
 
 class ImageIn(BaseModel):
     """One listing image: inline base64 ``data`` or a ``url`` (when URL fetching is on)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_exactly_one_schema)
     data: str | None = Field(default=None, description="base64 of the image bytes")
-    url: Annotated[str, StringConstraints(max_length=2048)] | None = None
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ImageIn:

@@ -10,7 +10,9 @@ from api.ingest.schemas import ImageMatchOut, ReasonOut, SpanOut
 
 Status = Literal["pending", "claimed", "decided"]
 Label = Literal["counterfeit", "genuine", "unsure"]
-ReasonCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+ReasonCode = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"\S")
+]
 
 
 class ReviewItemOut(BaseModel):
