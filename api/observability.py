@@ -9,15 +9,17 @@ the workers, and gauges (queue depth, catalog, model) are read at scrape time.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
 import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import (
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from api.context import AppContext
     from api.ingest.schemas import Verdict
 
+T = TypeVar("T")
 _VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 access_log = logging.getLogger("fakeguard.access")
@@ -223,6 +226,13 @@ def metrics(request: Request) -> Response:
                 headers={"WWW-Authenticate": "Bearer"},
             )
     return Response(render_metrics(ctx), media_type=CONTENT_TYPE_LATEST)
+
+
+class ContextThreadPool(ThreadPoolExecutor):
+    """A thread pool whose tasks run in a copy of the submitter's context (the request id)."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
 
 
 # -- the middleware ------------------------------------------------------------------------------

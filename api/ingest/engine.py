@@ -11,13 +11,13 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.catalog import CatalogService
+from api.observability import ContextThreadPool
 from detector.artifacts import ActiveModel
 from detector.images import ImageLimits
 from detector.matching import ImageMatcher
@@ -115,7 +115,7 @@ class ScoringEngine:
         self.matcher = ImageMatcher(
             catalog.index, self.reference_views, limits=image_limits, max_candidates=max_candidates
         )
-        self.pool = ThreadPoolExecutor(
+        self.pool = ContextThreadPool(  # log lines from image work keep the request id
             max_workers=image_threads or os.cpu_count() or 2, thread_name_prefix="fg-image"
         )
         self.model = ActiveModel(models_dir, poll_seconds=model_poll_seconds)
