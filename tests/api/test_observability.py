@@ -257,3 +257,24 @@ def test_metrics_are_summed_over_workers(tmp_path: Path, models_dir: Path) -> No
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_log_lines_from_the_image_thread_pool_keep_the_request_id(
+    api: Api, logs: Collect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    matcher = api.client.app.state.ctx.scoring.matcher  # type: ignore[attr-defined]
+
+    def boom(data: bytes) -> Any:
+        raise RuntimeError("verifier exploded")
+
+    monkeypatch.setattr(matcher, "match", boom)
+    body = {
+        "listing_id": "T-1",
+        "seller_id": "s",
+        "title": "wallet",
+        "images": [{"data": base64.b64encode(product_photo(2, 200)).decode()}],
+    }
+    r = api.call("POST", "/v1/listings/score", json=body, headers={"X-Request-ID": "pool-1"})
+    assert r.status_code == 200
+    failed = [line for line in logs.lines if "matching failed" in line["message"]]
+    assert failed and all(line["request_id"] == "pool-1" for line in failed)
