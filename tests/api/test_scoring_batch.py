@@ -13,7 +13,7 @@ from sqlalchemy import event, text
 from tests.api.conftest import Api
 from tests.api.test_scoring import listing
 
-FAKE = {
+FAKE: dict[str, Any] = {
     "title": "Replica Nike Air Max 1:1 AAA mirror quality",
     "description": "top batch, same factory, DM on whatsapp",
     "price": {"amount": 20, "currency": "USD"},
