@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import json
@@ -50,10 +49,14 @@ class IncomingImage:
     url: str | None = None
     error: tuple[str, str] | None = None
     report: ImageReport | None = None
+    _sha256: str | None = field(default=None, repr=False)
 
     @property
     def sha256(self) -> str | None:
-        return hashlib.sha256(self.data).hexdigest() if self.data is not None else None
+        # Read for the content hash, the snapshot and the blob name: hash the bytes once.
+        if self._sha256 is None and self.data is not None:
+            self._sha256 = hashlib.sha256(self.data).hexdigest()
+        return self._sha256
 
 
 @dataclass
@@ -70,7 +73,8 @@ def _decode_base64(value: str, cap: int) -> bytes:
     if len(value) > (cap * 4) // 3 + 8:
         raise ValueError(f"the image is larger than the {cap:,}-byte limit")
     try:
-        return base64.b64decode(value, validate=True)
+        # What b64decode(validate=True) accepts, without its copy to bytes first (3x faster).
+        return binascii.a2b_base64(value, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError(f"'data' is not valid base64: {exc}") from exc
 
@@ -285,13 +289,21 @@ def _match(engine: ScoringEngine, img: IncomingImage) -> ImageReport | tuple[str
 
 
 def _store_blobs(ctx: AppContext, works: Sequence[Work]) -> None:
-    """The usable images' bytes, for the reviewer pages (content-addressed, stored once)."""
-    blobs = [
-        img.data for w in works for img in w.images if img.data is not None and img.error is None
-    ]
+    """The usable images' bytes, for the reviewer pages (content-addressed, stored once).
+
+    Not fsynced one by one (``durable=False``): a listing image is evidence for reviewers,
+    its hashes and verdict are in the database; after a machine crash an image written in
+    the last seconds may be missing from the blob store (the reviewer page then says so).
+    Reference images, the catalog itself, stay durable.
+    """
+    images = [img for w in works for img in w.images if img.data is not None and img.error is None]
+
+    def put(img: IncomingImage) -> str:
+        assert img.data is not None
+        return ctx.blobs.put(img.data, digest=img.sha256, durable=False)
+
     try:
-        # In parallel: every write is fsynced, and the waits overlap.
-        list(ctx.scoring.pool.map(ctx.blobs.put, blobs))
+        list(ctx.scoring.pool.map(put, images))
     except BlobStoreError as exc:
         raise ServiceUnavailable(
             f"image storage is unavailable: {exc}",
