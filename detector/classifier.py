@@ -828,12 +828,18 @@ class TextModel:
             else:
                 if decision is not None and fast is not None:
                     decision += step.decision(prepared, fast[1][b][1])
-                coo = sparse.coo_matrix(step.transform(prepared))
-                rows, cols, values = (
-                    coo.row.astype(np.intp),
-                    coo.col.astype(np.intp),
-                    coo.data.astype(np.float64),
-                )
+                if isinstance(step, LexiconScaler):
+                    # transform() without scikit-learn's wrapper and a sparse matrix per call
+                    dense = step._values(prepared) / step.scale_
+                    rows, cols = (a.astype(np.intp) for a in np.nonzero(dense))
+                    values = dense[rows, cols].astype(np.float64)
+                else:
+                    coo = sparse.coo_matrix(step.transform(prepared))
+                    rows, cols, values = (
+                        coo.row.astype(np.intp),
+                        coo.col.astype(np.intp),
+                        coo.data.astype(np.float64),
+                    )
             contrib = values * w * coef[offset + cols] * slope
             if hits is not None:
                 _add_word_shares(totals, hits, rows, cols, contrib, width, prepared.texts)

@@ -6,13 +6,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from store.tables import Listing, ListingVersion, Verdict, new_id, utcnow
+from store.tables import Base, Listing, ListingVersion, Verdict, new_id, utcnow
 
 #: Values per ``IN (...)`` list: well under every backend's bound-parameter limit.
 IN_CHUNK = 500
@@ -23,6 +23,33 @@ T = TypeVar("T")
 def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def insert_rows(session: Session, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
+    """One executemany INSERT of ``rows`` (all with the same keys) into ``model``'s table.
+
+    Core, not the ORM's bulk path: for the one or few rows of a single scoring its
+    bookkeeping cost several times the statement.
+    """
+    if rows:
+        session.execute(cast(Table, model.__table__).insert(), list(rows))
+
+
+def update_rows(session: Session, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
+    """One executemany UPDATE by primary key ``id``; every row sets the same other columns."""
+    if not rows:
+        return
+    table = cast(Table, model.__table__)
+    names = [k for k in rows[0] if k != "id"]
+    statement = (
+        table.update()
+        .where(table.c.id == bindparam("row_id"))
+        .values({name: bindparam(f"new_{name}") for name in names})
+    )
+    session.execute(
+        statement,
+        [{"row_id": r["id"], **{f"new_{name}": r[name] for name in names}} for r in rows],
+    )
 
 
 @dataclass(frozen=True)
@@ -95,8 +122,8 @@ class ListingRepository:
     ) -> list[tuple[Verdict, bool]]:
         """Store many snapshots and their verdicts with a fixed number of statements.
 
-        Returns ``(verdict, created)`` per item, in order. Rows are written with executemany
-        (``render_nulls``: every row has the same columns, so each table is one statement). The same content of the same listing
+        Returns ``(verdict, created)`` per item, in order. Each table is written with one
+        executemany statement. The same content of the same listing
         given twice in one call is stored once (the later copies answer ``created=False`` with
         the first one's verdict); several contents of one listing become versions in the order
         given, the last one the listing's latest. Nothing is checked against concurrent
@@ -180,13 +207,12 @@ class ListingRepository:
             if external_id not in known
         ]
         changed = [values for external_id, values in latest.items() if external_id in known]
-        if new:
-            self.session.execute(insert(Listing).execution_options(render_nulls=True), new)
-        if changed:
-            self.session.execute(update(Listing), changed)
-        self.session.execute(insert(ListingVersion).execution_options(render_nulls=True), versions)
-        self.session.execute(
-            insert(Verdict).execution_options(render_nulls=True),
+        insert_rows(self.session, Listing, new)
+        update_rows(self.session, Listing, changed)
+        insert_rows(self.session, ListingVersion, versions)
+        insert_rows(
+            self.session,
+            Verdict,
             [
                 {
                     "id": v.id,

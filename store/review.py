@@ -19,7 +19,6 @@ from sqlalchemy import (
     case,
     exists,
     func,
-    insert,
     or_,
     select,
     update,
@@ -27,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from store.listings import chunks
+from store.listings import chunks, insert_rows, update_rows
 from store.tables import (
     Listing,
     ListingVersion,
@@ -217,10 +216,8 @@ class ReviewRepository:
                         **values,
                     }
                 )
-        if fresh:
-            self.session.execute(insert(ReviewItem).execution_options(render_nulls=True), fresh)
-        if changed:
-            self.session.execute(update(ReviewItem), changed)
+        insert_rows(self.session, ReviewItem, fresh)
+        update_rows(self.session, ReviewItem, changed)
 
     def get(self, item_id: str, *, for_update: bool = False) -> ReviewItem | None:
         query = select(ReviewItem).where(ReviewItem.id == item_id)
