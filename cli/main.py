@@ -27,22 +27,30 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from training.train_text import ensure_default_model
 
         ensure_default_model(_models_dir(args))
+    metrics_dir = None
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Workers write their counters to files here; /metrics sums them (any worker answers).
         import tempfile
 
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="fakeguard-metrics-")
-    uvicorn.run(
-        "api.app:app_from_env",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-        proxy_headers=True,
-        access_log=False,  # fakeguard.access logs each request, with its id
-        timeout_graceful_shutdown=10,
-    )
+        metrics_dir = tempfile.mkdtemp(prefix="fakeguard-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run(
+            "api.app:app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+            proxy_headers=True,
+            access_log=False,  # fakeguard.access logs each request, with its id
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if metrics_dir is not None:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 
