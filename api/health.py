@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from api.context import AppContext
 from api.deps import ContextDep
 from api.errors import error_body
 from store.migrate import current_revision, head_revision
@@ -37,6 +38,7 @@ def readyz(ctx: ContextDep) -> JSONResponse:
     except Exception as exc:  # any driver error means not ready
         checks["database"] = f"unreachable: {type(exc).__name__}"
         ready = False
+    checks["model"] = _model_check(ctx)
     body = {"status": "ready" if ready else "not_ready", "checks": checks}
     if not ready:
         return JSONResponse(
@@ -45,3 +47,13 @@ def readyz(ctx: ContextDep) -> JSONResponse:
             headers={"Retry-After": "5"},
         )
     return JSONResponse(body)
+
+
+def _model_check(ctx: AppContext) -> str:
+    """The text model this worker serves, and a newer one it refused (informational: a worker
+    keeps serving the model it had, so a refusal does not make it unready)."""
+    status = ctx.scoring.model_status()
+    served = status["version"] or "none loaded yet (loads with the first scoring)"
+    if status["error"]:
+        return f"{served}; refused: {status['error']}"
+    return str(served)
