@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.catalog import CatalogService
 from api.observability import ContextThreadPool
-from detector.artifacts import ActiveModel
+from detector.artifacts import ActiveModel, ArtifactError
 from detector.images import ImageLimits
 from detector.matching import ImageMatcher
 from detector.scorer import BrandProfile, Scorer, Thresholds
@@ -118,7 +118,9 @@ class ScoringEngine:
         self.pool = ContextThreadPool(  # log lines from image work keep the request id
             max_workers=image_threads or os.cpu_count() or 2, thread_name_prefix="fg-image"
         )
-        self.model = ActiveModel(models_dir, poll_seconds=model_poll_seconds)
+        self.model = ActiveModel(
+            models_dir, poll_seconds=model_poll_seconds, on_error=self._model_refused
+        )
         self._scorer: Scorer | None = None
         self._scorer_key: tuple[Any, ...] | None = None
         self._brands_checked = float("-inf")
@@ -127,6 +129,15 @@ class ScoringEngine:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _model_refused(self, exc: ArtifactError) -> None:
+        # Once per registry change (and every poll while no model has loaded yet).
+        current = self.model.model if hasattr(self, "model") else None
+        log.error(
+            "text model refused, %s: %s",
+            f"still serving {current.version}" if current else "no text model to serve",
+            exc,
+        )
 
     def model_status(self) -> dict[str, Any]:
         current = self.model.model
