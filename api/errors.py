@@ -88,8 +88,25 @@ class Unprocessable(FakeguardError):
 
 
 class ServiceUnavailable(FakeguardError):
+    """503: a dependency (database, blob store, text model) is unavailable; retry later.
+
+    Always carries ``Retry-After`` (``retry_after`` seconds unless the headers give one)."""
+
     status_code = 503
     code = "unavailable"
+    retry_after = 5
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        headers = dict(headers or {})
+        headers.setdefault("Retry-After", str(self.retry_after))
+        super().__init__(detail, code=code, headers=headers, extra=extra)
 
 
 def error_responses(*errors: type[FakeguardError]) -> dict[int | str, dict[str, Any]]:
