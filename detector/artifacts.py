@@ -329,7 +329,10 @@ class ActiveModel:
     Call :meth:`get` per request (or per batch): at most every ``poll_seconds`` it compares
     :func:`registry_stamp` with the last one and loads the newly promoted version. If the new
     version cannot be loaded the previous model keeps serving and the error is kept in
-    ``last_error`` (and passed to ``on_error``).
+    ``last_error`` (and passed to ``on_error``). A process that has no previous model (one
+    started, or restarted after a crash, while the active version is unusable) serves the
+    newest version of the registry's history that loads, as a worker that had been running
+    would, rather than none.
     """
 
     models_dir: Path
@@ -360,8 +363,24 @@ class ActiveModel:
         except ArtifactError as exc:
             self.last_error = exc
             self._stamp = stamp
+            fallback = self._previous() if self.model is None else None
+            if fallback is not None:
+                self.model = fallback
             if self.on_error is not None:
                 self.on_error(exc)
-            return False
+            return fallback is not None
         self.model, self._stamp, self.last_error = model, stamp, None
         return True
+
+    def _previous(self) -> TextModel | None:
+        """The newest previously active version that loads, or None."""
+        try:
+            history = read_registry(self.models_dir)["history"]
+        except ArtifactError:
+            return None
+        for version in reversed(history):
+            try:
+                return load_artifact(self.models_dir, version)
+            except ArtifactError:
+                continue
+        return None

@@ -196,3 +196,30 @@ def test_a_bad_model_promoted_while_serving_is_refused(
         assert time.monotonic() < deadline, "the good promotion was not picked up"
         time.sleep(POLL)
     assert client.get("/readyz").json()["checks"]["model"] == "v-good-2"
+
+
+def test_a_worker_started_while_the_active_model_is_bad(
+    db_url: str, models: Path, tmp_path: Path
+) -> None:
+    """A worker (re)started after the bad promotion has no model of its own to keep: it serves
+    the newest version of the registry's history that loads; with none, 503 + Retry-After."""
+    good = active_version(models)
+    assert good is not None
+    activate(models, corrupt_bytes(models))
+    settings = make_settings(db_url, tmp_path, models_dir=models, model_poll_seconds=POLL)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        key = ingest_key(client)
+        assert text_model(score(client, key, 0)) == good
+        check = client.get("/readyz").json()["checks"]["model"]
+        assert check.startswith(good) and "v-corrupt" in check
+    # nothing usable at all: the history's version is damaged too
+    (text_dir(models) / good / MODEL_FILE).write_bytes(b"junk")
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        key = ingest_key(client)
+        r = client.post(
+            "/v1/listings/score",
+            json={"listing_id": "M-x", "seller_id": "s", "title": "replica"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert r.status_code == 503 and r.json()["error"] == "model_unavailable", r.text
+        assert int(r.headers["Retry-After"]) > 0
