@@ -25,7 +25,7 @@ from detector.images import (
 )
 from detector.index import HammingIndex
 from detector.verify import Verification, VerifyView, verify
-from detector.verify import prepare as prepare_view
+from detector.verify import prepare_query as prepare_view
 
 DEFAULT_MAX_DISTANCE = 10
 

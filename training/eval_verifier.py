@@ -60,7 +60,7 @@ def _attacked(cache: Path, attack: str, ref: CorpusImage) -> bytes:
 def _run_pair(query: bytes, ref_view: verify.VerifyView) -> tuple[bool, bool, float, float, float]:
     t0 = time.perf_counter()
     try:
-        qv = verify.prepare(query)
+        qv = verify.prepare_query(query)
     except images.ImageRejected:
         return False, False, 0.0, 0.0, 0.0
     t1 = time.perf_counter()
@@ -159,7 +159,7 @@ def timing(refs: Sequence[CorpusImage], cache: Path) -> str:
         ref_view = verify.prepare(ref.path.read_bytes())
         for attack in ATTACKS:
             try:
-                pairs.append((verify.prepare(_attacked(cache, attack.name, ref)), ref_view))
+                pairs.append((verify.prepare_query(_attacked(cache, attack.name, ref)), ref_view))
             except images.ImageRejected:
                 continue
     for q, r in pairs[:5]:

@@ -105,7 +105,7 @@ ATTACKS: dict[str, Callable[[Image.Image], Image.Image]] = {
 
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
 def test_transformed_copies_are_accepted(reference: verify.VerifyView, attack: str) -> None:
-    query = verify.prepare(_bytes(ATTACKS[attack](_product("star"))))
+    query = verify.prepare_query(_bytes(ATTACKS[attack](_product("star"))))
     result = verify.verify(query, reference)
     assert result.accepted, result.reason
     assert result.inliers >= verify.MIN_INLIERS
@@ -120,7 +120,7 @@ def test_transformed_copies_are_accepted(reference: verify.VerifyView, attack: s
 def test_same_product_with_another_mark_is_rejected(
     reference: verify.VerifyView, mark: str | None
 ) -> None:
-    query = verify.prepare(_bytes(_product(mark), "JPEG", quality=90))
+    query = verify.prepare_query(_bytes(_product(mark), "JPEG", quality=90))
     result = verify.verify(query, reference)
     assert not result.accepted, result.reason
     assert result.differing_regions, "the differing mark must be shown to the reviewer"
@@ -132,16 +132,74 @@ def test_same_product_with_another_mark_is_rejected(
     assert label in {"replaced", "removed", "changed", "overlay"}
 
 
+def _jacket(mark: bool, tint: tuple[int, int, int] = (150, 150, 150)) -> Image.Image:
+    """A garment whose only strong colour is its mark, drawn in the garment's own grey level
+    (luma 150): in grey levels the mark is invisible, only its colour tells it apart."""
+    img = Image.new("RGB", (900, 900), (252, 252, 252))
+    d = ImageDraw.Draw(img)
+    d.polygon([(250, 150), (650, 150), (760, 780), (140, 780)], fill=tint, outline=(30, 30, 30))
+    for k in range(9):  # seams and stitching: structure that a copy reproduces
+        y = 220 + 60 * k
+        d.line((220 + 5 * k, y, 680 - 5 * k, y + 8), fill=(70, 70, 70), width=3)
+    d.line((450, 150, 450, 780), fill=(40, 40, 40), width=5)
+    if mark:
+        d.rounded_rectangle((300, 330, 520, 550), radius=40, fill=(230, 130, 60))
+        d.text((410, 440), "mi", font=_font(120), fill=(110, 160, 215), anchor="mm")
+    return img
+
+
+@pytest.mark.parametrize(
+    "tint", [(150, 150, 150), (140, 150, 165)], ids=["grey-garment", "tinted-garment"]
+)
+def test_mark_taken_off_a_garment_is_rejected(tint: tuple[int, int, int]) -> None:
+    """The mark is the reference's only colour (or its only strong colour): a copy of the
+    product without it is not the same photo, however well the rest aligns."""
+    reference = verify.prepare(_bytes(_jacket(True, tint), "JPEG", quality=92))
+    query = verify.prepare_query(_bytes(_jacket(False, tint), "JPEG", quality=90))
+    result = verify.verify(query, reference)
+    assert not result.accepted, result.reason
+    assert result.features["colour_lost"] > verify.COLOUR_LOST_VETO
+    assert "coloured mark is gone" in result.reason
+
+
+def test_greyed_copy_of_a_colourful_photo_is_accepted() -> None:
+    colourful = _product("star")
+    reference = verify.prepare(_bytes(colourful, "JPEG", quality=92))
+    grey = ImageOps.grayscale(colourful).convert("RGB")
+    result = verify.verify(verify.prepare_query(_bytes(grey, "JPEG", quality=90)), reference)
+    assert result.accepted, result.reason
+
+
+def test_big_caption_across_the_mark_is_accepted(reference: verify.VerifyView) -> None:
+    """A caption over most of the width hides much of the mark; between its strokes the
+    photo still shows, and nothing of the reference is missing there."""
+    img = _product("star")
+    d = ImageDraw.Draw(img)
+    d.text(
+        (450, 540),
+        "SALE -50%",
+        font=_font(150),
+        fill=(220, 20, 30),
+        anchor="mm",
+        stroke_width=8,
+        stroke_fill=(255, 255, 255),
+    )
+    result = verify.verify(verify.prepare_query(_bytes(img, "JPEG", quality=90)), reference)
+    assert result.accepted, result.reason
+    assert result.features["colour_lost"] < verify.COLOUR_LOST_VETO
+    assert any(r[4] == "overlay" for r in result.differing_regions)
+
+
 def test_unrelated_image_is_rejected(reference: verify.VerifyView) -> None:
     rng = np.random.default_rng(3)
     noise = Image.fromarray(rng.integers(0, 255, (500, 500, 3), dtype=np.uint8))
-    result = verify.verify(verify.prepare(_bytes(noise)), reference)
+    result = verify.verify(verify.prepare_query(_bytes(noise)), reference)
     assert not result.accepted
     assert result.transform == "none" or result.score < 0.5
 
 
 def test_evidence_fields(reference: verify.VerifyView) -> None:
-    query = verify.prepare(_bytes(_overlay(_product("star"))))
+    query = verify.prepare_query(_bytes(_overlay(_product("star"))))
     result = verify.verify(query, reference)
     assert result.reason and "inliers" in result.reason
     assert 0.9 <= result.coverage <= 1.0
@@ -154,9 +212,9 @@ def test_evidence_fields(reference: verify.VerifyView) -> None:
 
 def test_deterministic(reference: verify.VerifyView) -> None:
     data = _bytes(ATTACKS["rotate"](_product("star")))
-    first = verify.verify(verify.prepare(data), reference)
+    first = verify.verify(verify.prepare_query(data), reference)
     for _ in range(3):
-        again = verify.verify(verify.prepare(data), reference)
+        again = verify.verify(verify.prepare_query(data), reference)
         assert again == first
 
 
@@ -166,6 +224,12 @@ def test_prepare_bounds_size_and_keeps_original_size() -> None:
     assert (view.width, view.height) == (1000, 1000)
     assert len(view.points) == len(view.descriptors) > 50
     assert len(view.mirror_points) > 50
+    assert len(view.points) <= verify.REFERENCE_FEATURES
+
+
+def test_queries_get_more_keypoints_than_references() -> None:
+    data = _bytes(_overlay(_product("star", 1000)), "JPEG", quality=90)
+    assert len(verify.prepare_query(data).points) > len(verify.prepare(data).points)
 
 
 def test_transparency_is_flattened_on_white() -> None:
