@@ -35,6 +35,10 @@ def make_engine(
         kwargs["poolclass"] = NullPool
     elif not url.startswith("sqlite"):
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    if not url.startswith("sqlite") and "connect_timeout" not in make_url(url).query:
+        # libpq waits without end for a server that accepts the connection and never answers
+        # (a host that stopped responding): requests would hang instead of answering 503.
+        kwargs.setdefault("connect_args", {})["connect_timeout"] = PG_CONNECT_TIMEOUT_SECONDS
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
 
@@ -84,6 +88,9 @@ def make_engine(
 
     return engine
 
+
+#: How long opening a PostgreSQL connection may take (unless the URL sets ``connect_timeout``).
+PG_CONNECT_TIMEOUT_SECONDS = 5
 
 #: How long a SQLite writer waits for the write lock before "database is locked".
 SQLITE_BUSY_SECONDS = 30.0

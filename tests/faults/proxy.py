@@ -23,12 +23,15 @@ class TcpProxy:
         self._accepting: threading.Thread | None = None
         self.port = 0
         self.accepted = 0
+        self._stalled = False
+        self._held: list[socket.socket] = []
 
     def __enter__(self) -> TcpProxy:
         self.restore()
         return self
 
     def __exit__(self, *_: object) -> None:
+        self.unstall()
         self.cut()
 
     @property
@@ -50,6 +53,24 @@ class TcpProxy:
             thread = threading.Thread(target=self._accept, args=(sock,), daemon=True)
             self._accepting = thread
         thread.start()
+
+    def stall(self) -> None:
+        """Drop every open connection and accept new ones without ever answering (a database
+        host that stopped responding: connections hang rather than fail)."""
+        self._stalled = True
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+    def unstall(self) -> None:
+        self._stalled = False
+        with self._lock:
+            held, self._held = self._held, []
+        for conn in held:
+            conn.close()
 
     def cut(self) -> None:
         """Refuse new connections and drop every open one (both ends)."""
@@ -77,6 +98,10 @@ class TcpProxy:
                 continue
             except OSError:
                 return
+            if self._stalled:
+                with self._lock:
+                    self._held.append(client)
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:

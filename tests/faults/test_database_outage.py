@@ -10,6 +10,7 @@ not stored, and the service recovers by itself.
 from __future__ import annotations
 
 import base64
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -211,3 +212,32 @@ def test_every_route_answers_503_not_500_while_the_database_is_down(
     assert sum(1 for *_, status in seen if status == 503) >= len(seen) // 2, seen
     metrics = client.get("/metrics")
     assert metrics.status_code == 200  # counters still readable; the queue depth is left out
+
+
+def test_database_that_stops_answering_gives_503_not_a_hang(
+    client: TestClient, proxy: TcpProxy, pg_url: str
+) -> None:
+    """Connections to the database hang instead of failing (a host that stopped responding):
+    requests still answer 503 within a bounded time, and recover."""
+    key = _ingest_key(client)
+    assert client.post("/v1/listings/score", json=_listing(20), headers=_headers(key)).is_success
+    proxy.stall()
+    outcome: dict[str, Any] = {}
+
+    def request() -> None:
+        t0 = time.monotonic()
+        outcome["response"] = client.post(
+            "/v1/listings/score", json=_listing(21), headers=_headers(key)
+        )
+        outcome["seconds"] = time.monotonic() - t0
+
+    thread = threading.Thread(target=request, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "the request hung on a database that does not answer"
+    assert_unavailable(outcome["response"])
+    assert outcome["seconds"] < 15
+    proxy.unstall()
+    wait_ready(client)
+    r = client.post("/v1/listings/score", json=_listing(21), headers=_headers(key))
+    assert r.status_code == 200 and r.json()["cached"] is False, r.text
