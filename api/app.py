@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -24,6 +24,7 @@ from api.observability import router as observability_router
 from api.review.brand_router import router as review_brand_router
 from api.review.router import router as review_router
 from api.settings import Settings
+from api.validation import no_nul_in_url
 from api.web.router import install as install_review_pages
 from detector.images import ImageLimits
 from detector.scorer import Thresholds
@@ -150,6 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Counterfeit-listing detection: score, explain, review.",
         lifespan=lifespan,
+        dependencies=[Depends(no_nul_in_url)],
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContext, metrics=metrics)  # outermost: ids every response

@@ -5,10 +5,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from api.validation import RequestModel
+
 Role = Literal["admin", "ingest", "reviewer", "brand"]
 
 
-class KeyCreate(BaseModel):
+class KeyCreate(RequestModel):
     role: Role
     brand_id: str | None = Field(default=None, description="required for role 'brand'")
     name: str | None = Field(default=None, max_length=200, description="a label for people")

@@ -15,6 +15,8 @@ from pydantic import (
     field_validator,
 )
 
+from api.validation import RequestModel
+
 
 def _not_bool(value: object) -> object:
     if isinstance(value, bool):
@@ -39,7 +41,7 @@ Currency = Annotated[
 ]
 
 
-class Money(BaseModel):
+class Money(RequestModel):
     model_config = ConfigDict(extra="forbid")
     amount: Annotated[
         Decimal,
@@ -52,7 +54,7 @@ class Money(BaseModel):
     currency: Currency = Field(description="ISO 4217 code, e.g. USD")
 
 
-class BrandCreate(BaseModel):
+class BrandCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
     name: Name
     aliases: list[Alias] = Field(default_factory=list, max_length=100)
@@ -68,7 +70,7 @@ class BrandCreate(BaseModel):
         return list(dict.fromkeys(values))
 
 
-class BrandPatch(BaseModel):
+class BrandPatch(RequestModel):
     """Only the fields present are changed; send ``null`` to clear an optional field."""
 
     model_config = ConfigDict(extra="forbid")

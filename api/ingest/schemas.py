@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from api.brands.schemas import Money
+from api.validation import RequestModel
 
 Id = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"\S")
@@ -19,7 +20,7 @@ def _exactly_one_schema(schema: dict[str, Any]) -> None:
     ]
 
 
-class ImageIn(BaseModel):
+class ImageIn(RequestModel):
     """One listing image: inline base64 ``data`` or a ``url`` (when URL fetching is on)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_exactly_one_schema)
@@ -33,7 +34,7 @@ class ImageIn(BaseModel):
         return self
 
 
-class ListingIn(BaseModel):
+class ListingIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
     listing_id: Id
     seller_id: Id
@@ -47,7 +48,7 @@ class ListingIn(BaseModel):
     images: list[ImageIn] = Field(default_factory=list)
 
 
-class BatchIn(BaseModel):
+class BatchIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
     listings: list[ListingIn] = Field(min_length=1)
 

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from api.brands.schemas import Money
 from api.ingest.schemas import ImageMatchOut, ReasonOut, SpanOut
+from api.validation import RequestModel
 
 Status = Literal["pending", "claimed", "decided"]
 Label = Literal["counterfeit", "genuine", "unsure"]
@@ -42,7 +43,7 @@ class ReviewQueue(BaseModel):
     next_offset: int | None
 
 
-class DecisionIn(BaseModel):
+class DecisionIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
     label: Label
     note: Annotated[str, StringConstraints(max_length=5000)] | None = None

@@ -1,0 +1,67 @@
+"""What every request body has in common: text that every supported database can store.
+
+PostgreSQL refuses the NUL character (U+0000) in text; SQLite stores it. Rather than a listing
+that is stored on one database and a 500 on the other, a NUL anywhere in a JSON body is a 422
+naming the field, on both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, model_validator
+
+
+def _nul_path(value: Any, path: str) -> str | None:
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                return f"{path}.{key!r}" if path else repr(key)
+            found = _nul_path(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found = _nul_path(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+class RequestModel(BaseModel):
+    """Base of request bodies: refuses the NUL character in any string (see module doc)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        where = _nul_path(data, "")
+        if where is not None:
+            place = f" (in {where})" if where else ""
+            raise ValueError(f"text must not contain the NUL character (U+0000){place}")
+        return data
+
+
+def no_nul_in_url(request: Request) -> None:
+    """App-wide dependency: a NUL in the path or a query parameter is a 422 (see module doc)."""
+    where = None
+    if "\x00" in request.url.path:
+        where = "path"
+    else:
+        for name, value in request.query_params.multi_items():
+            if "\x00" in name or "\x00" in value:
+                where = f"query.{name}"
+                break
+    if where is not None:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": tuple(where.split(".", 1)),
+                    "msg": "text must not contain the NUL character (U+0000)",
+                    "type": "value_error",
+                }
+            ]
+        )
