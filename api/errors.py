@@ -205,6 +205,8 @@ def document_errors(app: FastAPI) -> None:
     """
     from fastapi.openapi.utils import get_openapi
 
+    from api.validation import document_no_nul
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
@@ -222,6 +224,8 @@ def document_errors(app: FastAPI) -> None:
             components[model.__name__] = model_schema
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
+                for param in operation.get("parameters", []):
+                    document_no_nul(param.get("schema"))  # what api.validation enforces
                 responses = operation.setdefault("responses", {})
                 if "422" in responses:
                     responses["422"] = _ref(
