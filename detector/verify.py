@@ -38,9 +38,17 @@ from typing import Any
 import cv2
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps
+from PIL import Image
 
-from detector.images import ImageLimits, ImageRejected, flatten, image_quality, open_image
+from detector.images import (
+    ImageLimits,
+    ImageRejected,
+    flatten,
+    image_quality,
+    open_image,
+    orientation,
+    reduce_large,
+)
 
 U8 = npt.NDArray[np.uint8]
 F32 = npt.NDArray[np.float32]
@@ -229,8 +237,13 @@ def prepare(
         if img.format == "JPEG":
             img.draft("RGB", (max_side, max_side))
         img.load()
+        # the same hardened steps as hashing: orientation read by hand (exif_transpose rewrites
+        # the EXIF block, slow and fragile on hostile ones), huge images reduced in stripes
+        transpose = orientation(img)
+        img = reduce_large(img)
         shrink = stored_width / img.size[0]  # JPEG draft decoding may have shrunk it
-        img = ImageOps.exif_transpose(img) or img
+        if transpose is not None:
+            img = img.transpose(transpose)
         rgb_img = _to_rgb(img)
     except Image.DecompressionBombError as exc:
         raise ImageRejected("too_many_pixels", f"the image is too large to decode: {exc}") from exc

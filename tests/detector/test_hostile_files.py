@@ -35,11 +35,14 @@ def test_each_hostile_file_gets_its_outcome(case: Hostile) -> None:
         assert images.hash_reference(decoded)
 
 
-def test_every_hostile_file_within_time_and_memory_bounds(tmp_path: Path) -> None:
+@pytest.mark.parametrize("path", ["hashing", "verification"])
+def test_every_hostile_file_within_time_and_memory_bounds(tmp_path: Path, path: str) -> None:
+    """Each decode path on its own: hashing (upload and scoring) and stage-2 verification."""
     for case in CORPUS:
         (tmp_path / f"{case.name}.bin").write_bytes(case.data())
+    flag = ["--verify"] if path == "verification" else []
     run = subprocess.run(
-        [sys.executable, "-m", "tests.support.hostile", str(tmp_path)],
+        [sys.executable, "-m", "tests.support.hostile", str(tmp_path), *flag],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -386,12 +386,16 @@ def peak_growth(baseline: int | None = None) -> Iterator[list[float]]:
     out.append((_status("VmHWM") - before) / 2**20)
 
 
-def measure_decode(directory: Path) -> dict[str, dict[str, object]]:
+def measure_decode(directory: Path, *, verification: bool = False) -> dict[str, dict[str, object]]:
     """Decode every ``*.bin`` in ``directory`` on both paths (upload: full decode and reference
-    hashes; scoring: draft decode and query hashes), in this process; time and peak per file."""
+    hashes; scoring: draft decode and query hashes), in this process; time and peak per file.
+
+    With ``verification``, the stage-2 path instead (``verify.prepare_query`` and
+    ``verify.prepare``: what a listing photo that has index candidates, and a reference, cost).
+    """
     import gc
 
-    from detector import images
+    from detector import images, verify
 
     results: dict[str, dict[str, object]] = {}
     images.decode(product_photo(1))  # warm up lazily loaded codecs before the baseline
@@ -404,9 +408,13 @@ def measure_decode(directory: Path) -> dict[str, dict[str, object]]:
         start = time.perf_counter()
         with peak_growth(baseline) as peak:
             try:
-                for draft in (False, True):
-                    decoded = images.decode(data, images.ImageLimits(), draft=draft)
-                    (images.hash_query if draft else images.hash_reference)(decoded)
+                if verification:
+                    verify.prepare_query(data)
+                    verify.prepare(data)
+                else:
+                    for draft in (False, True):
+                        decoded = images.decode(data, images.ImageLimits(), draft=draft)
+                        (images.hash_query if draft else images.hash_reference)(decoded)
             except images.ImageRejected as exc:
                 outcome = exc.code
         results[path.stem] = {
@@ -417,5 +425,5 @@ def measure_decode(directory: Path) -> dict[str, dict[str, object]]:
     return results
 
 
-if __name__ == "__main__":  # python -m tests.support.hostile DIR: the measurement, as JSON
-    print(json.dumps(measure_decode(Path(sys.argv[1]))))
+if __name__ == "__main__":  # python -m tests.support.hostile DIR [--verify]: the measurement
+    print(json.dumps(measure_decode(Path(sys.argv[1]), verification="--verify" in sys.argv)))
