@@ -443,12 +443,13 @@ def log_excerpt(path: Path) -> str:
 
 
 def group_pids(pgid: int) -> dict[int, str]:
-    """Live processes of a process group: pid -> command line."""
+    """Live (not zombie) processes of a process group: pid -> command line."""
     out = {}
     for entry in Path("/proc").glob("[0-9]*"):
         try:
             stat = (entry / "stat").read_text()
-            if int(stat[stat.rindex(")") + 2 :].split()[2]) == pgid:
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
                 out[int(entry.name)] = (
                     (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
                 )
@@ -458,7 +459,8 @@ def group_pids(pgid: int) -> dict[int, str]:
 
 
 def worker_pids(pgid: int) -> list[int]:
-    return [pid for pid, cmd in group_pids(pgid).items() if "spawn_main" in cmd]
+    """uvicorn's worker processes (multiprocessing spawn children) in the server's group."""
+    return sorted(pid for pid, cmd in group_pids(pgid).items() if "spawn_main" in cmd)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -17,33 +17,14 @@ from typing import Any
 
 import httpx
 
+from bench.bench_scoring import group_pids, worker_pids
+
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def group_pids(pgid: int) -> dict[int, str]:
-    """Live (not zombie) processes of a process group: pid -> command line."""
-    out = {}
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                out[int(entry.name)] = (
-                    (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                )
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
-
-
-def worker_pids(pgid: int) -> list[int]:
-    """uvicorn's worker processes (multiprocessing spawn children) in the server's group."""
-    return sorted(pid for pid, cmd in group_pids(pgid).items() if "spawn_main" in cmd)
 
 
 def pid_of_local_port(port: int, pids: list[int]) -> int | None:
