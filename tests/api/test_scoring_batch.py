@@ -190,17 +190,3 @@ def test_two_requests_racing_for_the_same_new_listings_store_them_once(api: Api)
     for i in (0, 1, 19):
         versions = api.call("GET", f"/v1/listings/S{i}").json()["versions"]
         assert [v["verdict"]["verdict_id"] for v in versions] == [answers[0][i]]
-
-
-def test_text_postgresql_cannot_store_fails_only_its_listing(api: Api) -> None:
-    """PostgreSQL refuses a NUL character in text; SQLite stores it. Either way the rest of
-    the batch is stored."""
-    results = batch(api, [listing("N1"), listing("N2", title="bad\x00title"), listing("N3")])
-    assert "score" in results[0] and "score" in results[2]
-    engine = api.client.app.state.ctx.engine  # type: ignore[attr-defined]
-    if engine.dialect.name == "postgresql":
-        assert results[1]["error"] == "not_stored"
-    else:
-        assert "score" in results[1]
-    for listing_id in ("N1", "N3"):
-        assert api.call("GET", f"/v1/listings/{listing_id}").status_code == 200
