@@ -106,6 +106,38 @@ def price_line(d: ReviewItemDetail) -> PriceLine:
     )
 
 
+@dataclass(frozen=True)
+class Region:
+    """A box of the listing image that differs from the reference, in fractions of its size."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    label: str
+
+
+REGION_LABELS = frozenset({"overlay", "watermark", "replaced", "removed", "changed"})
+
+
+def differing_regions(evidence: dict[str, Any]) -> list[Region]:
+    """The verifier's ``differing_regions`` (x0, y0, x1, y1, label) as boxes to draw; anything
+    malformed is skipped (evidence is stored JSON)."""
+    out = []
+    for item in evidence.get("differing_regions") or []:
+        try:
+            x0, y0, x1, y1 = (min(1.0, max(0.0, float(c))) for c in item[:4])
+            label = str(item[4])
+        except (TypeError, ValueError, IndexError):
+            continue
+        if x1 > x0 and y1 > y0:
+            kind = label if label in REGION_LABELS else "changed"
+            out.append(
+                Region(round(x0, 4), round(y0, 4), round(x1 - x0, 4), round(y1 - y0, 4), kind)
+            )
+    return out
+
+
 @dataclass
 class ImagePair:
     index: int
@@ -113,6 +145,8 @@ class ImagePair:
     meta: str
     error: str | None
     matches: list[ReviewImageMatch] = field(default_factory=list)
+    #: where the listing image differs from its best match (drawn over the listing image)
+    regions: list[Region] = field(default_factory=list)
 
 
 def image_pairs(d: ReviewItemDetail, item_base: str, ref_base: str) -> list[ImagePair]:
@@ -145,6 +179,7 @@ def image_pairs(d: ReviewItemDetail, item_base: str, ref_base: str) -> list[Imag
                     m.model_copy(update={"image_url": f"{ref_base}/{m.brand_id}/{m.reference_id}"})
                     for m in matches
                 ],
+                differing_regions(matches[0].evidence) if matches else [],
             )
         )
     return pairs

@@ -67,6 +67,21 @@ def test_reviewer_signs_in_sees_both_images_presses_c_and_the_decision_is_stored
                     assert page.is_visible(sel)
                 assert page.locator("mark.span-brand").count() >= 1
                 assert page.locator("mark.span-cue").count() >= 1
+                # the caption the seeded listing added at the bottom is boxed on the image itself
+                img = page.locator("img[data-role=listing-image]").bounding_box()
+                boxes = [r.bounding_box() for r in page.locator("[data-role=region]").all()]
+                assert img and boxes, "no differing region drawn over the listing image"
+                for box in boxes:
+                    assert box is not None
+                    assert (
+                        img["x"] - 2 <= box["x"]
+                        and box["x"] + box["width"] <= img["x"] + img["width"] + 2
+                    )
+                    assert (
+                        img["y"] - 2 <= box["y"]
+                        and box["y"] + box["height"] <= img["y"] + img["height"] + 2
+                    )
+                assert any(b and b["y"] > img["y"] + 0.6 * img["height"] for b in boxes)
 
                 page.keyboard.press("c")
                 page.wait_for_url("**/review/queue?empty=1")
