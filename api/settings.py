@@ -30,7 +30,7 @@ class Settings(BaseSettings):
 
     #: Image matching: Hamming distance (of 64) at or under which a stored reference hash is a
     #: candidate; brands can override it (``match_distance``).
-    match_distance: int = Field(default=10, ge=0, le=32)
+    match_distance: int = Field(default=12, ge=0, le=32)
     #: How often each worker applies catalog changes made by other workers, and how often it
     #: re-checks the whole catalog against the database.
     catalog_refresh_seconds: float = Field(default=2.0, gt=0)

@@ -27,7 +27,7 @@ from detector.index import HammingIndex
 from detector.verify import Verification, VerifyView, verify
 from detector.verify import prepare_query as prepare_view
 
-DEFAULT_MAX_DISTANCE = 10
+DEFAULT_MAX_DISTANCE = 12
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ class EngineMatcher:
 
     name = "fakeguard"
 
-    def __init__(self, max_distance: int = 10, max_candidates: int = 5) -> None:
+    def __init__(self, max_distance: int = 12, max_candidates: int = 5) -> None:
         from detector.matching import ImageMatcher
         from detector.verify import VerifyView, prepare
 
