@@ -130,6 +130,13 @@ def _query(f: service.Filters, **extra: Any) -> str:
     return ("?" + urlencode(clean)) if clean else ""
 
 
+def _open(item_id: str | None, f: service.Filters) -> RedirectResponse:
+    """Open the next item under the same filters, or the queue saying it is empty."""
+    if item_id is None:
+        return RedirectResponse(f"/review/queue{_query(f, empty=1)}", status_code=303)
+    return RedirectResponse(f"/review/items/{item_id}{_query(f)}", status_code=303)
+
+
 def _safe_next(target: str | None) -> str:
     """Only our own pages: no open redirect to another site."""
     if target and target.startswith("/review") and not target.startswith("//"):
@@ -254,9 +261,7 @@ def work_next(
     f = _filters(brand_id, decision, min_score)
     with as_page():
         item_id = pages.next_item(session, ctx, reviewer, f)
-    if item_id is None:
-        return RedirectResponse(f"/review/queue{_query(f, empty=1)}", status_code=303)
-    return RedirectResponse(f"/review/items/{item_id}{_query(f)}", status_code=303)
+    return _open(item_id, f)
 
 
 # -- one listing -----------------------------------------------------------------------------
@@ -358,9 +363,7 @@ def decide_from_page(
         service.claim(session, ctx, reviewer.principal, item_id)
         service.decide(session, reviewer.principal, item_id, body)
         nxt = pages.next_item(session, ctx, reviewer, f)
-    if nxt is None:
-        return RedirectResponse(f"/review/queue{_query(f, empty=1)}", status_code=303)
-    return RedirectResponse(f"/review/items/{nxt}{_query(f)}", status_code=303)
+    return _open(nxt, f)
 
 
 # -- images ----------------------------------------------------------------------------------
