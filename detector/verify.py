@@ -91,6 +91,12 @@ COLOUR_LOST_VETO = 0.6
 #: (otherwise the reference's colour is essentially its mark).
 GREYED_BELOW = 0.15
 GREY_COPY_MIN_COLOUR = 0.15
+#: A differing region whose new edges away from the reference's coloured marks outnumber this
+#: many times the coloured cells it covers is paint over the photo (see :func:`_painted_over`).
+OVERLAY_REACH = 0.5
+#: ... or whose new edges outnumber the reference's own edges it covers this many times (a
+#: swapped mark adds about as much structure as it hides; a caption over a plain surface adds).
+OVERLAY_ADDS = 2.0
 #: Chroma gradients count this much towards edges (a mark of another colour, same grey).
 CHROMA_EDGE_WEIGHT = 1.5
 #: Gradient magnitude (grey levels per grid cell) above which a grid cell is an edge.
@@ -422,19 +428,63 @@ def _tone_map(ref: F32, query: F32, valid: npt.NDArray[np.bool_]) -> tuple[U8, f
     return np.clip(lut, 0, 255).astype(np.uint8), residual
 
 
-def _colour_lost(ref: F32, query: F32, valid: npt.NDArray[np.bool_]) -> float:
+def _strong_colour(ref: F32, valid: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """Cells of the reference whose CIE a* or b* is far from grey (a coloured mark)."""
+    sat = np.abs(ref[:, :, 1:] - 128.0).max(axis=2)
+    return np.asarray(valid & (sat > STRONG_COLOUR))
+
+
+def _painted_over(
+    diff: npt.NDArray[np.bool_],
+    strong: npt.NDArray[np.bool_],
+    added: npt.NDArray[np.bool_],
+    ref_edges: npt.NDArray[np.bool_],
+) -> npt.NDArray[np.bool_]:
+    """Differing regions painted across the reference well beyond its coloured marks.
+
+    A caption across a mark brings new structure over the plain surface around the mark too; a
+    mark swapped for another stays within about the old mark's footprint and adds about as much
+    structure as it hides. A region (the glyphs of a line joined) counts as painted over when
+    its new edges away from the reference's strong colour outnumber ``OVERLAY_REACH`` times the
+    strongly coloured cells it covers, or its new edges outnumber ``OVERLAY_ADDS`` times the
+    reference edges it covers. Returned dilated by the joining distance: strokes' gaps included.
+    """
+    # the glyphs of one line of text are one region
+    k = max(5, round(0.04 * max(diff.shape)) | 1)
+    joined = cv2.morphologyEx(diff.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
+    n, labels = cv2.connectedComponents(joined, connectivity=8)
+    if n <= 1:
+        return np.zeros(diff.shape, bool)
+    away = cv2.dilate(strong.astype(np.uint8), np.ones((7, 7), np.uint8)) == 0
+    flat = labels.ravel()
+    added_away = np.bincount(flat, weights=(added & away).ravel(), minlength=n)
+    strong_in = np.bincount(flat, weights=strong.ravel(), minlength=n)
+    added_in = np.bincount(flat, weights=added.ravel(), minlength=n)
+    edges_in = np.bincount(flat, weights=ref_edges.ravel(), minlength=n)
+    over = (added_away > np.maximum(20.0, OVERLAY_REACH * strong_in)) | (
+        added_in > np.maximum(20.0, OVERLAY_ADDS * edges_in)
+    )
+    over[0] = False
+    return np.asarray(cv2.dilate(over[labels].astype(np.uint8), np.ones((k, k), np.uint8)) > 0)
+
+
+def _colour_lost(
+    ref: F32, query: F32, valid: npt.NDArray[np.bool_], painted: npt.NDArray[np.bool_]
+) -> float:
     """Worst logo-sized window: the share of the reference's strongly coloured cells that the
     query shows without their colour (0 when the reference has too little strong colour).
 
     A coloured mark taken off a product leaves the product's own surface, which is often of the
     mark's grey level: neither the grey-level comparison nor the tone maps (which may map the
-    mark's hue onto grey) see it. Tone changes, overlays and watermarks keep at least part of a
-    colour; a caption over the mark brings its own. A greyed copy of a photo whose colour is
-    spread over much of it (not only its mark) is still a copy and is not counted.
+    mark's hue onto grey) see it. Tone changes and watermarks keep at least part of a colour;
+    cells under paint laid across the photo (``painted``, see :func:`_painted_over`: a caption's
+    strokes and white outline across the mark) are hidden, not lost, and are not counted. A
+    greyed copy of a photo whose colour is spread over much of it (not only its mark) is still a
+    copy and is not counted.
     """
     r_sat = np.abs(ref[:, :, 1:] - 128.0).max(axis=2)
     q_sat = np.abs(query[:, :, 1:] - 128.0).max(axis=2)
-    strong = valid & (r_sat > STRONG_COLOUR)
+    strong = _strong_colour(ref, valid)
     if int(strong.sum()) < max(16, round(0.002 * int(valid.sum()))):
         return 0.0
     coloured = valid & (r_sat > 8.0)
@@ -442,7 +492,9 @@ def _colour_lost(ref: F32, query: F32, valid: npt.NDArray[np.bool_]) -> float:
     greyed = float(np.median(q_sat[coloured] / r_sat[coloured])) < GREYED_BELOW
     if greyed and float(coloured.sum()) >= GREY_COPY_MIN_COLOUR * float(valid.sum()):
         return 0.0
-    lost = strong & (q_sat < COLOUR_KEPT * r_sat)
+    # a mark taken off leaves the product's smooth surface; colour lost under new structure
+    # painted over the mark (a caption's strokes and outline) is hidden, not removed
+    lost = strong & (q_sat < COLOUR_KEPT * r_sat) & ~painted
     gh, gw = valid.shape
     k = max(5, round(0.12 * max(gw, gh)) | 1)
     s_sum = cv2.boxFilter(strong.astype(np.float32), -1, (k, k), normalize=False)
@@ -518,7 +570,6 @@ def _compare(query: VerifyView, reference: VerifyView, align: _Alignment) -> _Co
     q_chroma = float(np.percentile(np.abs(q_b[:, :, 1:][valid] - 128.0), 99))
     r_chroma = float(np.percentile(np.abs(ref_b[:, :, 1:][valid] - 128.0), 99))
     use_chroma = not (r_chroma > 8.0 and q_chroma < 0.3 * r_chroma)
-    features["colour_lost"] = _colour_lost(ref_b, q_b, valid)
     channels = 3 if use_chroma else 1
     band = np.ones((BAND, BAND), np.uint8)
     kernel = np.ones((3, 3), np.uint8)
@@ -582,6 +633,9 @@ def _compare(query: VerifyView, reference: VerifyView, align: _Alignment) -> _Co
     # differing regions
     closed = cv2.morphologyEx(diff.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
+    strong = _strong_colour(ref_b, valid)
+    painted = _painted_over(diff, strong, added, ref_edges)
+    features["colour_lost"] = _colour_lost(ref_b, q_b, valid, painted)
     regions: list[_Region] = []
     for i in range(1, n):
         x, y, w, h, area = (int(v) for v in stats[i])

@@ -162,6 +162,27 @@ def test_mark_taken_off_a_garment_is_rejected(tint: tuple[int, int, int]) -> Non
     assert "coloured mark is gone" in result.reason
 
 
+def test_caption_painted_over_a_coloured_mark_is_not_a_lost_mark() -> None:
+    """A caption with a thick white outline across the garment's only coloured mark hides the
+    mark's colour under its strokes; the caption also paints across the plain garment around the
+    mark, so the colour is covered, not taken off, and the copy is accepted (the same garment
+    with the mark taken off is rejected, above)."""
+    reference = verify.prepare(_bytes(_jacket(True), "JPEG", quality=92))
+    img = _jacket(True)
+    ImageDraw.Draw(img).text(
+        (450, 440),
+        "SALE -50%",
+        font=_font(130),
+        fill=(220, 20, 30),
+        anchor="mm",
+        stroke_width=14,
+        stroke_fill=(255, 255, 255),
+    )
+    result = verify.verify(verify.prepare_query(_bytes(img, "JPEG", quality=90)), reference)
+    assert result.features["colour_lost"] < verify.COLOUR_LOST_VETO, result.reason
+    assert result.accepted, result.reason
+
+
 def test_greyed_copy_of_a_colourful_photo_is_accepted() -> None:
     colourful = _product("star")
     reference = verify.prepare(_bytes(colourful, "JPEG", quality=92))
