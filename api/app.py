@@ -19,6 +19,7 @@ from api.errors import error_body, install_error_handlers
 from api.ingest.engine import ScoringEngine
 from api.ingest.fetch import FetchPolicy
 from api.ingest.router import router as ingest_router
+from api.keycache import KeyCache
 from api.observability import Metrics, RequestContext, configure_logging
 from api.observability import router as observability_router
 from api.review.brand_router import router as review_brand_router
@@ -125,6 +126,7 @@ def build_context(settings: Settings, metrics: Metrics | None = None) -> AppCont
         scoring=scoring,
         fetch_policy=fetch_policy,
         metrics=metrics or Metrics(),
+        keys=KeyCache(settings.auth_cache_seconds),
     )
 
 

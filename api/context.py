@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -10,10 +11,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.catalog import CatalogService
 from api.ingest.engine import ScoringEngine
 from api.ingest.fetch import FetchPolicy
+from api.keycache import KeyCache
 from api.observability import Metrics
 from api.settings import Settings
 from detector.images import ImageLimits
 from store.blobs import LocalBlobStore
+
+if TYPE_CHECKING:
+    from api.deps import Principal
 
 
 @dataclass
@@ -29,6 +34,8 @@ class AppContext:
     scoring: ScoringEngine
     fetch_policy: FetchPolicy
     metrics: Metrics
+    #: Keys this worker authenticated in the last ``settings.auth_cache_seconds``.
+    keys: KeyCache[Principal]
 
     @property
     def image_limits(self) -> ImageLimits:

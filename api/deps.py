@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api.context import AppContext
 from api.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from store.db import session_scope
-from store.keys import ApiKeyRepository
+from store.keys import ApiKeyRepository, hash_key
+
+# The dependencies below are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency
+# in the thread pool, and each such hop cost a single scoring request more CPU than its
+# authentication. Whatever touches the database is still sent to the thread pool explicitly.
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
     ctx: AppContext = request.app.state.ctx
     return ctx
 
@@ -24,27 +29,57 @@ def get_context(request: Request) -> AppContext:
 ContextDep = Annotated[AppContext, Depends(get_context)]
 
 
-def get_session(request: Request, ctx: ContextDep) -> Iterator[Session]:
-    """A request-scoped unit of work: commits before the response is sent, rolls back on error.
+def _database_unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "the database is unavailable; retry shortly", headers={"Retry-After": "5"}
+    )
 
-    Reads (GET, HEAD) get a read-only unit of work; the others a writing one (on SQLite it takes
-    the write lock at its first statement, so keep reads that precede heavy work elsewhere).
-    """
-    factory = ctx.read_sessions if request.method in ("GET", "HEAD") else ctx.sessions
-    session = factory()
+
+def _commit_and_close(session: Session) -> None:
     try:
-        yield session
         session.commit()
-    except OperationalError as exc:
-        session.rollback()
-        raise ServiceUnavailable(
-            "the database is unavailable; retry shortly", headers={"Retry-After": "5"}
-        ) from exc
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
+
+
+def _rollback_and_close(session: Session) -> None:
+    try:
+        session.rollback()
+    finally:
+        session.close()
+
+
+async def get_session(request: Request, ctx: ContextDep) -> AsyncIterator[Session]:
+    """A request-scoped unit of work: commits before the response is sent, rolls back on error.
+
+    Reads (GET, HEAD) get a read-only unit of work; the others a writing one (on SQLite it takes
+    the write lock at its first statement, so keep reads that precede heavy work elsewhere).
+    Opening a session does no I/O; the commit (or rollback) runs in the thread pool, and not at
+    all when the request never used the session.
+    """
+    factory = ctx.read_sessions if request.method in ("GET", "HEAD") else ctx.sessions
+    session = factory()
+    try:
+        yield session
+    except OperationalError as exc:
+        await run_in_threadpool(_rollback_and_close, session)
+        raise _database_unavailable() from exc
+    except Exception:
+        await run_in_threadpool(_rollback_and_close, session)
+        raise
+    except BaseException:  # cancelled: no more awaiting
+        _rollback_and_close(session)
+        raise
+    if not session.in_transaction():
+        session.close()
+        return
+    try:
+        await run_in_threadpool(_commit_and_close, session)
+    except OperationalError as exc:
+        raise _database_unavailable() from exc
 
 
 # scope="function": the commit happens before the response, so a failed commit is never a 2xx.
@@ -92,31 +127,37 @@ def _bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def authenticate(request: Request, ctx: ContextDep) -> Principal:
-    """Look the key up in its own short read-only unit of work (not the request's)."""
+def _look_up(ctx: AppContext, token: str) -> Principal | None:
+    """The key's principal from its own short read-only unit of work (not the request's)."""
+    with session_scope(ctx.read_sessions) as session:
+        row = ApiKeyRepository(session).authenticate(token)
+        if row is None:
+            return None
+        return Principal(key_id=row.id, role=row.role, brand_id=row.brand_id)
+
+
+async def authenticate(request: Request, ctx: ContextDep) -> Principal:
+    """The caller's key: from this worker's key cache (valid keys, a few seconds; see
+    :mod:`api.keycache`) or looked up in the database."""
     token = _bearer_token(request)
-    try:
-        with session_scope(ctx.read_sessions) as session:
-            row = ApiKeyRepository(session).authenticate(token)
-            principal = (
-                None
-                if row is None
-                else Principal(key_id=row.id, role=row.role, brand_id=row.brand_id)
-            )
-    except OperationalError as exc:
-        raise ServiceUnavailable(
-            "the database is unavailable; retry shortly", headers={"Retry-After": "5"}
-        ) from exc
+    digest = hash_key(token)
+    principal = ctx.keys.get(digest)
     if principal is None:
-        raise Unauthorized("invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+        try:
+            principal = await run_in_threadpool(_look_up, ctx, token)
+        except OperationalError as exc:
+            raise _database_unavailable() from exc
+        if principal is None:
+            raise Unauthorized("invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+        ctx.keys.put(digest, principal)
     return principal
 
 
-def require_role(*roles: str) -> Callable[..., Principal]:
+def require_role(*roles: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that authenticates and allows only ``roles`` (admin is always allowed)."""
     allowed = frozenset(roles) | {"admin"}
 
-    def _check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    async def _check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if principal.role not in allowed:
             raise Forbidden(
                 f"this endpoint needs one of the roles {sorted(allowed)}; "

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     #: Review pages (/review): how long a sign-in lasts before the reviewer signs in again.
     review_session_seconds: float = Field(default=12 * 3600.0, gt=0, le=30 * 86_400)
 
+    #: How long each worker remembers a valid API key instead of looking it up again (0: never).
+    #: A key revoked through another worker (or replica) stops working there within this time.
+    auth_cache_seconds: float = Field(default=2.0, ge=0, le=60)
+
     #: Database connection pool size per worker (PostgreSQL).
     db_pool_size: int = Field(default=10, gt=0)
     #: Run migrations when the app starts (``fakeguard serve`` migrates before it listens).

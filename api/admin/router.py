@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 
 from api.admin import service
 from api.admin.schemas import KeyCreate, KeyCreated, KeyList, KeyOut
-from api.deps import AdminKey, SessionDep
+from api.deps import AdminKey, ContextDep, SessionDep
 from api.errors import AUTH_ERRORS, NotFound, Unprocessable, error_responses
 from api.pagination import PageDep, PageInfo
 
@@ -34,6 +34,7 @@ def list_keys(session: SessionDep, admin: AdminKey, page: PageDep) -> KeyList:
 @router.delete(
     "/{key_id}", response_model=KeyOut, responses=error_responses(*AUTH_ERRORS, NotFound)
 )
-def revoke_key(key_id: str, session: SessionDep, admin: AdminKey) -> KeyOut:
-    """Revoke an API key; it stops working at once."""
-    return service.revoke_key(session, admin, key_id)
+def revoke_key(key_id: str, session: SessionDep, ctx: ContextDep, admin: AdminKey) -> KeyOut:
+    """Revoke an API key; it stops working at once in this worker, within
+    ``FAKEGUARD_AUTH_CACHE_SECONDS`` in the others."""
+    return service.revoke_key(session, admin, key_id, forget=ctx.keys.clear)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy.orm import Session
 
 from api.admin.schemas import KeyCreate, KeyCreated, KeyOut
+from api.catalog import after_commit
 from api.deps import Principal
 from api.errors import NotFound, Unprocessable
 from store.audit import AuditRepository
@@ -51,11 +54,15 @@ def list_keys(session: Session, limit: int, offset: int) -> tuple[list[KeyOut], 
     return [key_out(r) for r in rows], total
 
 
-def revoke_key(session: Session, actor: Principal, key_id: str) -> KeyOut:
+def revoke_key(
+    session: Session, actor: Principal, key_id: str, *, forget: Callable[[], None]
+) -> KeyOut:
+    """Revoke a key; ``forget`` (dropping the worker's cached keys) runs once it is committed."""
     row = ApiKeyRepository(session).revoke(key_id)
     if row is None:
         raise NotFound(f"key {key_id} not found")
     AuditRepository(session).record(
         "key.revoke", "api_key", row.id, actor_key_id=actor.key_id, brand_id=row.brand_id
     )
+    after_commit(session, forget)
     return key_out(row)

@@ -179,8 +179,9 @@ def update_brand(session: Session, actor: Principal, brand_id: str, body: BrandP
 
 def delete_brand(session: Session, ctx: AppContext, actor: Principal, brand_id: str) -> None:
     brand = get_brand(session, actor, brand_id)
-    removed = BrandRepository(session).delete(brand)
+    removed = BrandRepository(session).delete(brand)  # and its keys
     after_commit(session, lambda: ctx.catalog.removed_locally(removed))
+    after_commit(session, ctx.keys.clear)
     AuditRepository(session).record(
         "brand.delete",
         "brand",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 
 from api.deps import ContextDep, IngestKey, Principal, SessionDep, require_role
 from api.errors import AUTH_ERRORS, NotFound, ServiceUnavailable, Unprocessable, error_responses
 from api.ingest import service
 from api.ingest.schemas import BatchIn, BatchOut, ListingHistory, ListingIn, Verdict
+from api.responses import json_response
 
 router = APIRouter(prefix="/v1/listings", tags=["scoring"])
 
@@ -21,11 +22,11 @@ ListingReader = Annotated[Principal, Depends(require_role("ingest", "reviewer"))
     response_model=Verdict,
     responses=error_responses(*AUTH_ERRORS, Unprocessable, ServiceUnavailable),
 )
-def score(body: ListingIn, session: SessionDep, ctx: ContextDep, _: IngestKey) -> Verdict:
+def score(body: ListingIn, session: SessionDep, ctx: ContextDep, _: IngestKey) -> Response:
     """Score one listing: score, decision and reasons. Idempotent on the listing's content."""
     verdict = service.score_one(session, ctx, body)
     ctx.metrics.verdicts([verdict])
-    return verdict
+    return json_response(verdict)
 
 
 @router.post(
@@ -33,7 +34,7 @@ def score(body: ListingIn, session: SessionDep, ctx: ContextDep, _: IngestKey) -
     response_model=BatchOut,
     responses=error_responses(*AUTH_ERRORS, Unprocessable, ServiceUnavailable),
 )
-def score_batch(body: BatchIn, session: SessionDep, ctx: ContextDep, _: IngestKey) -> BatchOut:
+def score_batch(body: BatchIn, session: SessionDep, ctx: ContextDep, _: IngestKey) -> Response:
     """Score up to ``max_batch_listings`` listings; results in the same order, an item that
     cannot be scored gets its own error entry."""
     limit = ctx.settings.max_batch_listings
@@ -44,7 +45,7 @@ def score_batch(body: BatchIn, session: SessionDep, ctx: ContextDep, _: IngestKe
         )
     results = service.score_listings(session, ctx, body.listings)
     ctx.metrics.verdicts([r for r in results if isinstance(r, Verdict)])
-    return BatchOut(results=results)
+    return json_response(BatchOut(results=results))
 
 
 @router.get(

@@ -53,3 +53,50 @@ def test_deleting_a_brand_removes_its_keys(api: Api) -> None:
     assert api.call("GET", f"/v1/brands/{brand['id']}", key=key).status_code == 200
     assert api.call("DELETE", f"/v1/brands/{brand['id']}").status_code == 204
     assert api.call("GET", "/v1/brands", key=key).status_code == 401
+
+
+def test_revoked_key_stops_at_once_here_and_within_the_cache_time_in_other_workers(
+    api: Api,
+) -> None:
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    key = api.key("ingest")
+    created = api.call("GET", "/v1/keys").json()["keys"]
+    key_id = next(k["id"] for k in created if k["role"] == "ingest")
+    path = "/v1/listings/not-scored"
+    ttl = 1.0
+    other_settings = api.settings.model_copy(update={"auth_cache_seconds": ttl})
+    with TestClient(create_app(other_settings), raise_server_exceptions=False) as other:
+        assert api.call("GET", path, key=key).status_code == 404  # known here ...
+        assert other.get(path, headers=api.as_(key)).status_code == 404  # ... and there
+        assert api.call("DELETE", f"/v1/keys/{key_id}").status_code == 200
+        revoked = time.monotonic()
+        assert api.call("GET", path, key=key).status_code == 401  # the revoking worker: at once
+        time.sleep(max(0.0, revoked + ttl + 0.1 - time.monotonic()))
+        assert other.get(path, headers=api.as_(key)).status_code == 401  # the other: within ttl
+
+
+def test_key_cache_expires_and_can_be_off() -> None:
+    from api.keycache import KeyCache
+
+    now = [100.0]
+    cache: KeyCache[str] = KeyCache(2.0, capacity=2, clock=lambda: now[0])
+    cache.put("a", "alice")
+    assert cache.get("a") == "alice"
+    now[0] += 1.9
+    assert cache.get("a") == "alice"
+    now[0] += 0.1
+    assert cache.get("a") is None  # expired at exactly ttl
+    cache.put("a", "alice")
+    cache.put("b", "bob")
+    cache.put("c", "carol")  # over capacity: the old entries go
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (None, None, "carol")
+    cache.clear()
+    assert cache.get("c") is None
+    off: KeyCache[str] = KeyCache(0.0, clock=lambda: now[0])
+    off.put("a", "alice")
+    assert off.get("a") is None
