@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -61,8 +62,12 @@ def make_engine(
             # transaction that reads, then writes after another connection committed, fails at
             # once with "database is locked" (the busy timeout does not cover that upgrade),
             # whereas an immediate one waits for the write lock.
+            # BEGIN and the PRAGMAs go straight to the driver: through SQLAlchemy each was a
+            # full statement execution (compile, context, result), a good part of the CPU of
+            # a small unit of work.
+            raw = conn.connection.driver_connection
             if not conn.get_execution_options().get(WRITES, False):
-                conn.exec_driver_sql("BEGIN")
+                _raw_execute(raw, "BEGIN")
                 return
             # One writer per process at a time, queued on a lock (held until the connection
             # goes back to the pool, right after its commit or rollback). Without it, every
@@ -72,7 +77,7 @@ def make_engine(
             if writer.acquire(timeout=SQLITE_BUSY_SECONDS):
                 conn.info[_HOLDS_WRITER] = True  # the pool record's info: seen at checkin
             try:
-                _begin_immediate(conn)
+                _begin_immediate(raw)
             except BaseException:
                 _release_writer(conn.info)
                 raise
@@ -97,7 +102,15 @@ SQLITE_BUSY_SECONDS = 30.0
 _HOLDS_WRITER = "fakeguard_holds_writer_lock"
 
 
-def _begin_immediate(conn: Any) -> None:
+def _raw_execute(raw: sqlite3.Connection, statement: str) -> None:
+    """One statement on the driver's connection; its errors raised as SQLAlchemy's."""
+    try:
+        raw.execute(statement)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
+
+
+def _begin_immediate(raw: sqlite3.Connection) -> None:
     """BEGIN IMMEDIATE, polling every millisecond while another process holds the write lock.
 
     SQLite's own busy handler backs off to 100 ms sleeps; writers here hold the lock for a few
@@ -105,18 +118,18 @@ def _begin_immediate(conn: Any) -> None:
     every other statement).
     """
     deadline = time.monotonic() + SQLITE_BUSY_SECONDS
-    conn.exec_driver_sql("PRAGMA busy_timeout = 0")
+    _raw_execute(raw, "PRAGMA busy_timeout = 0")
     try:
         while True:
             try:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                _raw_execute(raw, "BEGIN IMMEDIATE")
                 return
             except OperationalError as exc:
                 if "locked" not in str(exc.orig) or time.monotonic() >= deadline:
                     raise
             time.sleep(0.001)
     finally:
-        conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_SECONDS * 1000)}")
+        _raw_execute(raw, f"PRAGMA busy_timeout = {int(SQLITE_BUSY_SECONDS * 1000)}")
 
 
 #: Execution option marking a unit of work that will write (SQLite then begins IMMEDIATE).
