@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
@@ -78,6 +78,63 @@ class VerdictRecord:
     catalog_version: int
 
 
+@dataclass(frozen=True, slots=True)
+class StoredVerdict:
+    """A stored verdict's values (what the scoring path reads back), without an ORM instance.
+
+    The scoring path writes and reads verdicts with Core statements: building and tracking an
+    ORM object per verdict cost more than the SQL that stored it.
+    """
+
+    id: str
+    listing_id: str
+    listing_version_id: str
+    score: float
+    decision: str
+    brand_id: str | None
+    reasons: list[dict[str, Any]]
+    image_matches: list[dict[str, Any]]
+    spans: list[dict[str, Any]]
+    model_version: str
+    catalog_version: int
+    scored_at: datetime
+
+    @classmethod
+    def of(cls, row: Verdict) -> StoredVerdict:
+        return cls(**{name: getattr(row, name) for name in _VERDICT_COLUMNS})
+
+
+_VERDICT_COLUMNS: tuple[str, ...] = tuple(StoredVerdict.__dataclass_fields__)
+_LISTINGS = cast(Table, Listing.__table__)
+_VERSIONS = cast(Table, ListingVersion.__table__)
+_VERDICTS = cast(Table, Verdict.__table__)
+
+# The scoring path's statements, built once (``IN`` lists as expanding parameters): building
+# and cache-keying a statement per call cost as much as running it on SQLite.
+_EXISTING = (
+    select(
+        _LISTINGS.c.external_id,
+        _VERSIONS.c.content_hash,
+        *(_VERDICTS.c[name] for name in _VERDICT_COLUMNS),
+    )
+    .select_from(
+        _VERDICTS.join(_VERSIONS, _VERDICTS.c.listing_version_id == _VERSIONS.c.id).join(
+            _LISTINGS, _VERSIONS.c.listing_id == _LISTINGS.c.id
+        )
+    )
+    .where(
+        _LISTINGS.c.external_id.in_(bindparam("external_ids", expanding=True)),
+        _VERSIONS.c.content_hash.in_(bindparam("content_hashes", expanding=True)),
+    )
+)
+_LISTING_IDS = select(_LISTINGS.c.id, _LISTINGS.c.external_id).where(
+    _LISTINGS.c.external_id.in_(bindparam("external_ids", expanding=True))
+)
+_INSERT_LISTINGS = _LISTINGS.insert()
+_INSERT_VERSIONS = _VERSIONS.insert()
+_INSERT_VERDICTS = _VERDICTS.insert()
+
+
 class ListingRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -94,32 +151,33 @@ class ListingRepository:
             .where(Listing.external_id == external_id, ListingVersion.content_hash == content_hash)
         )
 
-    def existing_verdicts(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Verdict]:
+    def existing_verdicts(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], StoredVerdict]:
         """:meth:`existing_verdict` for many ``(external_id, content_hash)`` pairs at once.
 
-        One query per :data:`IN_CHUNK` listings whatever the batch size.
+        One query per :data:`IN_CHUNK` listings whatever the batch size (Core: no ORM objects).
         """
         wanted = set(keys)
-        found: dict[tuple[str, str], Verdict] = {}
+        found: dict[tuple[str, str], StoredVerdict] = {}
         ordered = sorted(wanted)
+        conn = self.session.connection()
         for part in chunks(ordered):
-            rows = self.session.execute(
-                select(Listing.external_id, ListingVersion.content_hash, Verdict)
-                .join(ListingVersion, Verdict.listing_version_id == ListingVersion.id)
-                .join(Listing, ListingVersion.listing_id == Listing.id)
-                .where(
-                    Listing.external_id.in_({external_id for external_id, _ in part}),
-                    ListingVersion.content_hash.in_({content_hash for _, content_hash in part}),
-                )
+            rows = conn.execute(
+                _EXISTING,
+                {
+                    "external_ids": sorted({external_id for external_id, _ in part}),
+                    "content_hashes": sorted({content_hash for _, content_hash in part}),
+                },
             ).all()
-            for external_id, content_hash, row in rows:
+            for external_id, content_hash, *values in rows:
                 if (external_id, content_hash) in wanted:
-                    found[(external_id, content_hash)] = row
+                    found[(external_id, content_hash)] = StoredVerdict(*values)
         return found
 
     def record_many(
         self, items: Sequence[tuple[Snapshot, VerdictRecord]]
-    ) -> list[tuple[Verdict, bool]]:
+    ) -> list[tuple[StoredVerdict, bool]]:
         """Store many snapshots and their verdicts with a fixed number of statements.
 
         Returns ``(verdict, created)`` per item, in order. Each table is written with one
@@ -134,21 +192,20 @@ class ListingRepository:
         if not items:
             return []
         now = utcnow()
+        conn = self.session.connection()
         external_ids = sorted({snap.external_id for snap, _ in items})
         listing_ids: dict[str, str] = {}
         for part in chunks(external_ids):
-            for listing_id, external_id in self.session.execute(
-                select(Listing.id, Listing.external_id).where(Listing.external_id.in_(part))
-            ):
+            for listing_id, external_id in conn.execute(_LISTING_IDS, {"external_ids": part}):
                 listing_ids[external_id] = listing_id
         known = set(listing_ids)
         for external_id in external_ids:
             listing_ids.setdefault(external_id, new_id())
 
-        out: list[tuple[Verdict, bool]] = []
-        first: dict[tuple[str, str], Verdict] = {}
+        out: list[tuple[StoredVerdict, bool]] = []
+        first: dict[tuple[str, str], StoredVerdict] = {}
         versions: list[dict[str, Any]] = []
-        verdicts: list[Verdict] = []
+        verdicts: list[StoredVerdict] = []
         latest: dict[str, dict[str, Any]] = {}
         for i, (snap, record) in enumerate(items):
             key = (snap.external_id, snap.content_hash)
@@ -175,7 +232,7 @@ class ListingRepository:
                     "created_at": at,
                 }
             )
-            row = Verdict(
+            row = StoredVerdict(
                 id=new_id(),
                 listing_id=listing_id,
                 listing_version_id=version_id,
@@ -207,29 +264,13 @@ class ListingRepository:
             if external_id not in known
         ]
         changed = [values for external_id, values in latest.items() if external_id in known]
-        insert_rows(self.session, Listing, new)
+        if new:
+            conn.execute(_INSERT_LISTINGS, new)
         update_rows(self.session, Listing, changed)
-        insert_rows(self.session, ListingVersion, versions)
-        insert_rows(
-            self.session,
-            Verdict,
-            [
-                {
-                    "id": v.id,
-                    "listing_id": v.listing_id,
-                    "listing_version_id": v.listing_version_id,
-                    "score": v.score,
-                    "decision": v.decision,
-                    "brand_id": v.brand_id,
-                    "reasons": v.reasons,
-                    "image_matches": v.image_matches,
-                    "spans": v.spans,
-                    "model_version": v.model_version,
-                    "catalog_version": v.catalog_version,
-                    "scored_at": v.scored_at,
-                }
-                for v in verdicts
-            ],
+        conn.execute(_INSERT_VERSIONS, versions)
+        conn.execute(
+            _INSERT_VERDICTS,
+            [{name: getattr(v, name) for name in _VERDICT_COLUMNS} for v in verdicts],
         )
         return out
 

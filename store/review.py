@@ -15,7 +15,9 @@ from typing import Any, cast
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
+    Table,
     and_,
+    bindparam,
     case,
     exists,
     func,
@@ -26,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from store.listings import chunks, insert_rows, update_rows
+from store.listings import StoredVerdict, chunks, insert_rows, update_rows
 from store.tables import (
     Listing,
     ListingVersion,
@@ -35,6 +37,14 @@ from store.tables import (
     Verdict,
     new_id,
     utcnow,
+)
+
+_ITEMS = cast(Table, ReviewItem.__table__)
+#: The open items of some listings, locked (Core, built once: see store.listings).
+_OPEN_ITEMS = (
+    select(_ITEMS.c.id, _ITEMS.c.open_listing_id)
+    .where(_ITEMS.c.open_listing_id.in_(bindparam("listing_ids", expanding=True)))
+    .with_for_update()
 )
 
 #: Verdict decisions that put a listing in the queue.
@@ -169,7 +179,9 @@ class ReviewRepository:
                     raise
         return None  # pragma: no cover (the loop returns or raises)
 
-    def enqueue_many(self, verdicts: Sequence[Verdict], now: datetime | None = None) -> None:
+    def enqueue_many(
+        self, verdicts: Sequence[Verdict | StoredVerdict], now: datetime | None = None
+    ) -> None:
         """:meth:`enqueue_for_verdict` for many new verdicts with a fixed number of statements.
 
         Verdicts of one listing are applied in the order given (its open item ends up on the
@@ -178,19 +190,16 @@ class ReviewRepository:
         :meth:`enqueue_for_verdict`, which retries on exactly that.
         """
         now = now or utcnow()
-        last: dict[str, Verdict] = {}
+        last: dict[str, Verdict | StoredVerdict] = {}
         for verdict in verdicts:
             if verdict.decision in FLAGGED:
                 last[verdict.listing_id] = verdict
         if not last:
             return
         open_items: dict[str, str] = {}
+        conn = self.session.connection()
         for part in chunks(sorted(last)):
-            for item_id, listing_id in self.session.execute(
-                select(ReviewItem.id, ReviewItem.open_listing_id)
-                .where(ReviewItem.open_listing_id.in_(part))
-                .with_for_update()
-            ):
+            for item_id, listing_id in conn.execute(_OPEN_ITEMS, {"listing_ids": list(part)}):
                 open_items[str(listing_id)] = item_id
         fresh: list[dict[str, Any]] = []
         changed: list[dict[str, Any]] = []

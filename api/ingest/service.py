@@ -33,7 +33,7 @@ from detector.matching import ImageReport
 from detector.scorer import ImageEvidence, ImageMatch, ListingInput, ScoredListing
 from store.blobs import BlobStoreError
 from store.db import session_scope
-from store.listings import ListingRepository, Snapshot, VerdictRecord
+from store.listings import ListingRepository, Snapshot, StoredVerdict, VerdictRecord
 from store.review import ReviewRepository
 from store.tables import ListingVersion
 from store.tables import Verdict as VerdictRow
@@ -188,7 +188,7 @@ def _snapshot_image(img: IncomingImage) -> dict[str, Any]:
     return entry
 
 
-def _verdict_out(row: VerdictRow, listing_id: str, cached: bool) -> Verdict:
+def _verdict_out(row: VerdictRow | StoredVerdict, listing_id: str, cached: bool) -> Verdict:
     return Verdict(
         listing_id=listing_id,
         score=row.score,
