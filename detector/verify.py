@@ -126,6 +126,7 @@ FEATURES: tuple[str, ...] = (
     "largest_extent",
     "n_regions",
     "regions_spread",
+    "missing_under_paint",
 )
 
 
@@ -447,7 +448,8 @@ def _painted_over(
     structure as it hides. A region (the glyphs of a line joined) counts as painted over when
     its new edges away from the reference's strong colour outnumber ``OVERLAY_REACH`` times the
     strongly coloured cells it covers, or its new edges outnumber ``OVERLAY_ADDS`` times the
-    reference edges it covers. Returned dilated by the joining distance: strokes' gaps included.
+    reference edges it covers. Returned grown by the joining distance, so that the gaps between
+    strokes and the cells under an outline count as under the paint.
     """
     # the glyphs of one line of text are one region
     k = max(5, round(0.04 * max(diff.shape)) | 1)
@@ -615,14 +617,22 @@ def _compare(query: VerifyView, reference: VerifyView, align: _Alignment) -> _Co
     features["log_added_vs_missing"] = math.log((added.sum() + 1.0) / (missing.sum() + 1.0))
     features["tone_change"] = residual
 
+    # paint laid across the photo (captions): the reference under it is hidden, not changed
+    strong = _strong_colour(ref_b, valid)
+    painted = _painted_over(diff, strong, added, ref_edges)
+    features["colour_lost"] = _colour_lost(ref_b, q_b, valid, painted)
+    features["missing_under_paint"] = float((missing & painted).sum()) / max(1, int(missing.sum()))
+
     # worst windows of missing reference structure, at two scales (logo-sized and larger)
-    edge_f = ref_edges.astype(np.float32)
-    miss_f = missing.astype(np.float32)
     min_edges = 0.01 * n_ref_edges + 4.0
-    for name, frac in (("worst_missing_small", 0.12), ("worst_missing_large", 0.25)):
+    windows = (
+        ("worst_missing_small", 0.12, ref_edges, missing),
+        ("worst_missing_large", 0.25, ref_edges, missing),
+    )
+    for name, frac, edges_w, missing_w in windows:
         k = max(5, round(frac * max(gw, gh)) | 1)
-        e_sum = cv2.boxFilter(edge_f, -1, (k, k), normalize=False)
-        m_sum = cv2.boxFilter(miss_f, -1, (k, k), normalize=False)
+        e_sum = cv2.boxFilter(edges_w.astype(np.float32), -1, (k, k), normalize=False)
+        m_sum = cv2.boxFilter(missing_w.astype(np.float32), -1, (k, k), normalize=False)
         ok = e_sum >= max(min_edges, 0.02 * k * k)
         if ok.any():
             ratio = np.where(ok, m_sum / np.maximum(e_sum, 1.0), 0.0)
@@ -633,9 +643,6 @@ def _compare(query: VerifyView, reference: VerifyView, align: _Alignment) -> _Co
     # differing regions
     closed = cv2.morphologyEx(diff.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
-    strong = _strong_colour(ref_b, valid)
-    painted = _painted_over(diff, strong, added, ref_edges)
-    features["colour_lost"] = _colour_lost(ref_b, q_b, valid, painted)
     regions: list[_Region] = []
     for i in range(1, n):
         x, y, w, h, area = (int(v) for v in stats[i])

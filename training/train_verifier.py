@@ -323,7 +323,9 @@ def a_text(img: Image.Image, rng: random.Random) -> Image.Image:
     tw, th = int(right - left), int(bottom - top)
     layer = Image.new("RGBA", (tw + 40, th + 40), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
-    stroke = rng.choice((0, 0, 1, 2, 3))
+    # outlines: none, hairline, or bold (a share of the glyph size, as sale banners draw them)
+    size_now = int(getattr(font, "size", size))
+    stroke = rng.choice((0, 0, 1, 2, 3, max(1, round(size_now * rng.uniform(0.03, 0.1)))))
     draw.text(
         (20 - left, 20 - top),
         text,
@@ -713,7 +715,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=TRAIN_SEED)
     parser.add_argument("--stamp-refs", type=int, default=160)
     parser.add_argument("--photo-refs", type=int, default=30)
-    parser.add_argument("--positives-per-ref", type=int, default=8)
+    parser.add_argument("--positives-per-ref", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--features-out", default=".cache/fakeguard/verifier-train/pairs.json")
     parser.add_argument("--reuse", action="store_true", help="reuse --features-out if present")

@@ -209,6 +209,20 @@ def test_big_caption_across_the_mark_is_accepted(reference: verify.VerifyView) -
     assert result.accepted, result.reason
     assert result.features["colour_lost"] < verify.COLOUR_LOST_VETO
     assert any(r[4] == "overlay" for r in result.differing_regions)
+    # the reference structure it hides lies under paint laid across the photo
+    assert result.features["missing_under_paint"] > 0.8
+
+
+@pytest.mark.parametrize("mark", ["bars", None], ids=["other-mark", "no-mark"])
+def test_swapped_or_removed_mark_is_not_paint_over_the_photo(
+    reference: verify.VerifyView, mark: str | None
+) -> None:
+    """A mark swapped or taken off changes the product where the mark was, and nothing around
+    it: the missing reference structure is not under paint."""
+    query = verify.prepare_query(_bytes(_product(mark), "JPEG", quality=90))
+    result = verify.verify(query, reference)
+    assert not result.accepted, result.reason
+    assert result.features["missing_under_paint"] < 0.2
 
 
 def test_unrelated_image_is_rejected(reference: verify.VerifyView) -> None:
