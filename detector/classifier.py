@@ -49,7 +49,9 @@ from detector.text import (
     TEXT_FEATURE_NAMES,
     BrandMatcher,
     BrandTerms,
+    ListingText,
     NormalizedText,
+    Span,
     default_cue_matcher,
     normalize,
     text_features,
@@ -190,12 +192,22 @@ class ListingFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         return state
 
     def prepare_one(self, listing: Any) -> tuple[str, list[float], NormalizedText, NormalizedText]:
-        """Normalised text, numeric row and the two normalised fields of one listing."""
-        title = str(listing_field(listing, "title") or "")
-        description = str(listing_field(listing, "description") or "")
-        nt_title = normalize(title)
-        nt_desc = normalize(description)
-        feats = text_features(nt_title, nt_desc, brands=self._matcher(), cues=default_cue_matcher())
+        """Normalised text, numeric row and the two normalised fields of one listing.
+
+        A listing with a ``"prepared"`` :class:`~detector.text.ListingText` (the scorer's) is
+        not normalised again, nor its cues found again.
+        """
+        cues = default_cue_matcher()
+        prepared = listing_field(listing, "prepared")
+        found: tuple[Sequence[Span], Sequence[Span]] | None = None
+        if isinstance(prepared, ListingText):
+            nt_title, nt_desc = prepared.title, prepared.description
+            if prepared.cues is cues:
+                found = (prepared.title_cues, prepared.description_cues)
+        else:
+            nt_title = normalize(str(listing_field(listing, "title") or ""))
+            nt_desc = normalize(str(listing_field(listing, "description") or ""))
+        feats = text_features(nt_title, nt_desc, brands=self._matcher(), cues=cues, cue_spans=found)
         row = [math.log1p(feats[name]) for name in TEXT_FEATURE_NAMES]
         row.extend(price_features(listing))
         text = nt_title.text + "\n" + nt_desc.text if nt_desc.text else nt_title.text

@@ -25,7 +25,7 @@ from importlib import resources
 from typing import Any
 
 from detector.signals import ExchangeRates, compare_price, price_evidence, seller_authorised
-from detector.text import BrandMatcher, BrandTerms, CueMatcher, Span, find_spans
+from detector.text import BrandMatcher, BrandTerms, CueMatcher, ListingText, Span, find_spans
 
 DECISIONS = ("allow", "review", "block")
 #: Text probability from which the terms behind it are named in the reason.
@@ -203,20 +203,29 @@ class Scorer:
     def score_many(
         self, listings: Sequence[ListingInput], images: Sequence[Sequence[ImageEvidence]]
     ) -> list[ScoredListing]:
-        texts = [{"title": x.title, "description": x.description or ""} for x in listings]
-        if not texts:
+        if not listings:
             return []
+        # Each field normalised and searched for cues once, for the text model and the spans.
+        prepared = [ListingText.of(x.title, x.description or "", self.cues) for x in listings]
         terms: Sequence[list[tuple[str, float]]]
         if self.text_analyser is not None:
-            found, terms = self.text_analyser(texts)
+            found, terms = self.text_analyser(
+                [
+                    {"title": x.title, "description": x.description or "", "prepared": p}
+                    for x, p in zip(listings, prepared, strict=True)
+                ]
+            )
             probabilities = list(found)
         else:
+            texts = [{"title": x.title, "description": x.description or ""} for x in listings]
             probabilities = list(self.text_scorer(texts))
             explain = self.text_explainer
             terms = [explain(t) for t in texts] if explain is not None else [[] for _ in texts]
         return [
-            self._score_one(listing, evidence, float(p), t)
-            for listing, evidence, p, t in zip(listings, images, probabilities, terms, strict=True)
+            self._score_one(listing, evidence, float(p), t, text)
+            for listing, evidence, p, t, text in zip(
+                listings, images, probabilities, terms, prepared, strict=True
+            )
         ]
 
     def score(self, listing: ListingInput, images: Sequence[ImageEvidence] = ()) -> ScoredListing:
@@ -224,11 +233,15 @@ class Scorer:
 
     # --- the combination ----------------------------------------------------------------------
 
-    def _spans(self, listing: ListingInput) -> list[tuple[str, Span]]:
+    def _spans(self, text: ListingText) -> list[tuple[str, Span]]:
         out: list[tuple[str, Span]] = []
-        for field_name, text in (("title", listing.title), ("description", listing.description)):
-            if text:
-                out += [(field_name, s) for s in find_spans(text, self.matcher, self.cues)]
+        for field_name, nt, cues in (
+            ("title", text.title, text.title_cues),
+            ("description", text.description, text.description_cues),
+        ):
+            if nt.original:
+                found = find_spans(nt, self.matcher, text.cues, cue_spans=cues)
+                out += [(field_name, s) for s in found]
         return out
 
     def _claimed_brand(self, listing: ListingInput) -> str | None:
@@ -242,10 +255,11 @@ class Scorer:
         images: Sequence[ImageEvidence],
         p_text: float,
         terms: list[tuple[str, float]],
+        text: ListingText,
     ) -> ScoredListing:
         w = self.weights
         reasons: list[Reason] = []
-        spans = self._spans(listing)
+        spans = self._spans(text)
         named = Counter(s.label for _, s in spans if s.kind == "brand")
         claimed = self._claimed_brand(listing)
         matches = sorted(

@@ -38,6 +38,7 @@ __all__ = [
     "BrandTerms",
     "Cue",
     "CueMatcher",
+    "ListingText",
     "NormalizedText",
     "Span",
     "default_cue_matcher",
@@ -1177,15 +1178,50 @@ def default_cue_matcher() -> CueMatcher:
 
 
 def find_spans(
-    text: str, brands: BrandMatcher | None = None, cues: CueMatcher | None = None
+    text: str | NormalizedText,
+    brands: BrandMatcher | None = None,
+    cues: CueMatcher | None = None,
+    *,
+    cue_spans: Sequence[Span] | None = None,
 ) -> list[Span]:
-    """Brand and cue spans of one text, normalised once, sorted by position."""
-    nt = normalize(text)
-    spans = list((cues or default_cue_matcher()).find(nt))
+    """Brand and cue spans of one text, normalised once, sorted by position.
+
+    ``cue_spans``: this text's spans from ``cues`` when they were found already.
+    """
+    nt = _as_normalized(text)
+    spans = list((cues or default_cue_matcher()).find(nt) if cue_spans is None else cue_spans)
     if brands is not None:
         spans.extend(brands.find(nt))
     spans.sort(key=lambda sp: (sp.start, sp.end))
     return spans
+
+
+@dataclass(frozen=True, slots=True)
+class ListingText:
+    """A listing's title and description normalised, and their cue spans, found once.
+
+    Scoring reads both twice: the text model's features and the verdict's spans. A listing
+    given to :meth:`TextModel.analyse <detector.classifier.TextModel.analyse>` with a
+    ``"prepared"`` member holding one of these is not normalised again.
+    """
+
+    title: NormalizedText
+    description: NormalizedText
+    title_cues: tuple[Span, ...]
+    description_cues: tuple[Span, ...]
+    cues: CueMatcher
+
+    @classmethod
+    def of(cls, title: str, description: str, cues: CueMatcher | None = None) -> ListingText:
+        cm = cues or default_cue_matcher()
+        nt_title, nt_desc = normalize(title), normalize(description)
+        return cls(
+            nt_title,
+            nt_desc,
+            tuple(cm.find(nt_title)) if title else (),
+            tuple(cm.find(nt_desc)) if description else (),
+            cm,
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -1246,25 +1282,27 @@ def text_features(
     *,
     brands: BrandMatcher | None = None,
     cues: CueMatcher | None = None,
+    cue_spans: tuple[Sequence[Span], Sequence[Span]] | None = None,
 ) -> dict[str, float]:
     """Counts per signal family for the classifier; keys are :data:`TEXT_FEATURE_NAMES`.
 
     Without ``brands`` the brand features are 0. The title and the description are scanned
     separately (``title_*`` features count the title alone) and the counts added up. Either may
-    be given already normalised (the classifier normalises each field once and reuses it).
+    be given already normalised (the classifier normalises each field once and reuses it), and
+    ``cue_spans`` the two fields' spans from ``cues`` when they were found already.
     """
     cm = cues or default_cue_matcher()
     feats = dict.fromkeys(TEXT_FEATURE_NAMES, 0.0)
     brand_ids: set[str] = set()
-    for field, is_title in ((title, True), (description, False)):
+    for i, (field, is_title) in enumerate(((title, True), (description, False))):
         nt = _as_normalized(field)
         part = nt.original
         if not part:
             continue
-        cue_spans = cm.find(nt)
+        cue_spans_here = cm.find(nt) if cue_spans is None else cue_spans[i]
         brand_spans = brands.find(nt) if brands is not None else []
-        _add_cue_features(feats, cm, cue_spans, is_title)
-        accessory_ends = [sp.end for sp in cue_spans if sp.detail == "accessory"]
+        _add_cue_features(feats, cm, cue_spans_here, is_title)
+        accessory_ends = [sp.end for sp in cue_spans_here if sp.detail == "accessory"]
         for sp in brand_spans:
             brand_ids.add(sp.label)
             feats["brand_mentions"] += 1

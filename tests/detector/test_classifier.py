@@ -150,3 +150,27 @@ def test_character_contributions_are_spread_over_whole_words(model: TextModel) -
     ).split()
     named = [term[1:] for term, _ in model.explain(listing, top=50) if term.startswith("~")]
     assert named and all(word in words for word in named), (named, words)
+
+
+def test_a_listing_prepared_by_the_scorer_scores_and_explains_the_same(model: TextModel) -> None:
+    from detector.text import CueMatcher, ListingText
+
+    batch = [
+        _listing("Rolex Submariner replica watch", "not a fake, super clone, AAA grade"),
+        _listing("  L0uis   Vu1tt0n  ", "1:1  mirror\tquality"),
+        _listing("", "耐克 1:1 高仿 运动鞋"),
+        _listing("Nike Air Max", "", price=300.0),
+    ]
+    prepared = [
+        {**item, "prepared": ListingText.of(str(item["title"]), str(item["description"]))}
+        for item in batch
+    ]
+    proba, explained = model.analyse(prepared)
+    assert np.array_equal(proba, model.predict_proba(batch))
+    assert explained == [model.explain(item) for item in batch]
+    # Cue spans found with another matcher are not reused; the normalised text still is.
+    other = [
+        {**item, "prepared": ListingText.of(str(item["title"]), str(item["description"]), cues)}
+        for item, cues in zip(batch, [CueMatcher() for _ in batch], strict=True)
+    ]
+    assert np.array_equal(model.analyse(other)[0], proba)

@@ -12,6 +12,7 @@ from detector.text import (
     BrandMatcher,
     BrandTerms,
     CueMatcher,
+    ListingText,
     Span,
     default_cue_matcher,
     find_spans,
@@ -497,6 +498,28 @@ def test_find_spans_merges_and_sorts(brands: BrandMatcher) -> None:
     spans = find_spans(text, brands)
     _check_offsets(text, spans)
     assert [sp.kind for sp in spans] == ["negated_cue", "genuine_cue", "brand", "genuine_cue"]
+
+
+def test_a_listing_text_prepared_once_gives_the_same_spans_and_features(
+    brands: BrandMatcher, cues: CueMatcher
+) -> None:
+    title, description = "G.U.C.C.I bag 1:1 不是高仿", "not a replica, 正品 with receipt"
+    text = ListingText.of(title, description, cues)
+    assert text.title.original == title and text.description.original == description
+    for nt, found, raw in (
+        (text.title, text.title_cues, title),
+        (text.description, text.description_cues, description),
+    ):
+        assert find_spans(nt, brands, cues, cue_spans=found) == find_spans(raw, brands, cues)
+    shared = text_features(
+        text.title,
+        text.description,
+        brands=brands,
+        cues=cues,
+        cue_spans=(text.title_cues, text.description_cues),
+    )
+    assert shared == text_features(title, description, brands=brands, cues=cues)
+    assert ListingText.of("", "", cues).title_cues == ()
 
 
 def test_fast_enough(brands: BrandMatcher, cues: CueMatcher) -> None:
