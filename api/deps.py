@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.context import AppContext
 from api.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
-from store.db import session_scope
+from store.db import finish_unit, session_scope
 from store.keys import ApiKeyRepository, hash_key
 
 # The dependencies below are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency
@@ -33,16 +33,6 @@ def _database_unavailable() -> ServiceUnavailable:
     return ServiceUnavailable(
         "the database is unavailable; retry shortly", headers={"Retry-After": "5"}
     )
-
-
-def _commit_and_close(session: Session) -> None:
-    try:
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def _rollback_and_close(session: Session) -> None:
@@ -77,7 +67,7 @@ async def get_session(request: Request, ctx: ContextDep) -> AsyncIterator[Sessio
         session.close()
         return
     try:
-        await run_in_threadpool(_commit_and_close, session)
+        await run_in_threadpool(finish_unit, session)
     except OperationalError as exc:
         raise _database_unavailable() from exc
 

@@ -143,15 +143,25 @@ def make_session_factory(engine: Engine, *, writes: bool = True) -> sessionmaker
     return sessionmaker(bind=bind, expire_on_commit=False, autoflush=False)
 
 
-@contextmanager
-def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A unit of work: commit on success, roll back on any error."""
-    session = factory()
+def finish_unit(session: Session) -> None:
+    """End a unit of work that succeeded: commit (roll back if the commit fails), then close."""
     try:
-        yield session
         session.commit()
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A unit of work: commit on success, roll back on any error."""
+    session = factory()
+    try:
+        yield session
+    except BaseException:
+        session.rollback()
+        session.close()
+        raise
+    finish_unit(session)

@@ -132,6 +132,20 @@ def test_same_product_with_another_mark_is_rejected(
     assert label in {"replaced", "removed", "changed", "overlay"}
 
 
+def _caption(img: Image.Image, centre: tuple[int, int], size: int, outline: int) -> Image.Image:
+    """A red 'SALE -50%' caption with a white outline, as sellers stamp across stolen photos."""
+    ImageDraw.Draw(img).text(
+        centre,
+        "SALE -50%",
+        font=_font(size),
+        fill=(220, 20, 30),
+        anchor="mm",
+        stroke_width=outline,
+        stroke_fill=(255, 255, 255),
+    )
+    return img
+
+
 def _jacket(mark: bool, tint: tuple[int, int, int] = (150, 150, 150)) -> Image.Image:
     """A garment whose only strong colour is its mark, drawn in the garment's own grey level
     (luma 150): in grey levels the mark is invisible, only its colour tells it apart."""
@@ -168,16 +182,7 @@ def test_caption_painted_over_a_coloured_mark_is_not_a_lost_mark() -> None:
     mark, so the colour is covered, not taken off, and the copy is accepted (the same garment
     with the mark taken off is rejected, above)."""
     reference = verify.prepare(_bytes(_jacket(True), "JPEG", quality=92))
-    img = _jacket(True)
-    ImageDraw.Draw(img).text(
-        (450, 440),
-        "SALE -50%",
-        font=_font(130),
-        fill=(220, 20, 30),
-        anchor="mm",
-        stroke_width=14,
-        stroke_fill=(255, 255, 255),
-    )
+    img = _caption(_jacket(True), (450, 440), size=130, outline=14)
     result = verify.verify(verify.prepare_query(_bytes(img, "JPEG", quality=90)), reference)
     assert result.features["colour_lost"] < verify.COLOUR_LOST_VETO, result.reason
     assert result.accepted, result.reason
@@ -194,17 +199,7 @@ def test_greyed_copy_of_a_colourful_photo_is_accepted() -> None:
 def test_big_caption_across_the_mark_is_accepted(reference: verify.VerifyView) -> None:
     """A caption over most of the width hides much of the mark; between its strokes the
     photo still shows, and nothing of the reference is missing there."""
-    img = _product("star")
-    d = ImageDraw.Draw(img)
-    d.text(
-        (450, 540),
-        "SALE -50%",
-        font=_font(150),
-        fill=(220, 20, 30),
-        anchor="mm",
-        stroke_width=8,
-        stroke_fill=(255, 255, 255),
-    )
+    img = _caption(_product("star"), (450, 540), size=150, outline=8)
     result = verify.verify(verify.prepare_query(_bytes(img, "JPEG", quality=90)), reference)
     assert result.accepted, result.reason
     assert result.features["colour_lost"] < verify.COLOUR_LOST_VETO
