@@ -429,10 +429,8 @@ def _dct_matrix(n: int = 32, keep: int = 8) -> npt.NDArray[np.float64]:
 
 
 def _pack_bits(bits: npt.NDArray[np.bool_]) -> int:
-    value = 0
-    for b in bits.ravel():
-        value = (value << 1) | int(b)
-    return value
+    """The bits, first one most significant, as an int."""
+    return int.from_bytes(np.packbits(bits.ravel()).tobytes(), "big") >> (-bits.size % 8)
 
 
 def dct_hash(gray: GrayArray) -> int:
@@ -524,21 +522,14 @@ def segments(
     med = np.median(gray, axis=1, keepdims=True)
     uniform = (np.abs(gray - med) > tolerance).mean(axis=1) < 0.01
     gap = max(2, round(min_gap * h))
-    bands: list[tuple[int, int]] = []
-    start: int | None = None
-    run = 0
-    for y in range(h + 1):
-        if y < h and not uniform[y]:
-            if start is None:
-                start = y
-            run = 0
-            continue
-        run += 1
-        if start is not None and (y == h or run >= gap):
-            end = y - run + 1
-            if end - start >= min_height * h:
-                bands.append((start, end))
-            start = None
+    rows = np.flatnonzero(~uniform)
+    if rows.size == 0:
+        return []
+    # a band: rows of content with no run of `gap` or more uniform rows between them
+    breaks = np.flatnonzero(np.diff(rows) > gap)
+    starts = [int(rows[0]), *(rows[breaks + 1]).tolist()]
+    ends = [*(rows[breaks] + 1).tolist(), int(rows[-1]) + 1]
+    bands = [(a, b) for a, b in zip(starts, ends, strict=True) if b - a >= min_height * h]
     if len(bands) == 1 and bands[0][1] - bands[0][0] >= 0.9 * h:
         return []
     bands.sort(key=lambda b: b[0] - b[1])
