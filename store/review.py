@@ -310,6 +310,26 @@ class ReviewRepository:
         won = self._take(item_id, key_id, now, lease, next_only=False)
         return self.get(item_id), won
 
+    def release(self, item_id: str, key_id: str, now: datetime | None = None) -> bool:
+        """Give up ``key_id``'s claim on an item (a reviewer moved on without deciding); True
+        when there was one. Another key's claim and decided items' labels are left alone."""
+        now = now or utcnow()
+        result = cast(
+            CursorResult[Any],
+            self.session.execute(
+                update(ReviewItem)
+                .where(ReviewItem.id == item_id, ReviewItem.claimed_by == key_id)
+                .values(
+                    claimed_by=None,
+                    claim_expires_at=None,
+                    status=case((ReviewItem.status == "decided", "decided"), else_="pending"),
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            ),
+        )
+        return result.rowcount == 1
+
     def claim_next(
         self,
         f: QueueFilter,

@@ -105,6 +105,17 @@ def claim_item(
 
 
 @router.post(
+    "/{item_id}/release",
+    response_model=ReviewItemOut,
+    responses=error_responses(*AUTH_ERRORS, NotFound),
+)
+def release_item(item_id: str, session: SessionDep, principal: ReviewerKey) -> ReviewItemOut:
+    """Give up your claim on an item without deciding (others can take it at once); a no-op
+    when you hold none."""
+    return service.release(session, principal, item_id)
+
+
+@router.post(
     "/{item_id}/decision",
     response_model=ReviewItemOut,
     responses=error_responses(*AUTH_ERRORS, NotFound, Conflict),

@@ -123,6 +123,17 @@ def claim(session: Session, ctx: AppContext, principal: Principal, item_id: str)
     return item_out(repo.row(item))
 
 
+def release(session: Session, principal: Principal, item_id: str) -> ReviewItemOut:
+    """Give up the caller's claim on an item (nothing to do when the caller holds none)."""
+    repo = ReviewRepository(session)
+    repo.release(item_id, principal.key_id)
+    item = repo.get(item_id)
+    if item is None:
+        raise NotFound(f"review item {item_id} not found")
+    session.refresh(item)
+    return item_out(repo.row(item))
+
+
 def claim_next(
     session: Session, ctx: AppContext, principal: Principal, filters: Filters
 ) -> ReviewItemOut | None:

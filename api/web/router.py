@@ -334,6 +334,13 @@ def claim_from_page(
     )
 
 
+@router.post("/items/{item_id}/release")
+def release_from_page(item_id: str, session: SessionDep, reviewer: PostingReviewer) -> JSONResponse:
+    """Give up this reviewer's claim when the page is left without a decision."""
+    item = service.release(session, reviewer.principal, item_id)
+    return JSONResponse({"claimed_by_you": False, "status": item.status})
+
+
 @router.post("/items/{item_id}/decision")
 def decide_from_page(
     item_id: str,

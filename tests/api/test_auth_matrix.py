@@ -187,6 +187,10 @@ MATRIX: dict[tuple[str, str], tuple[set[str], Request]] = {
         {ADMIN, REVIEWER},
         lambda w, r: ("POST", f"/v1/review/{w.item}/claim", {}),
     ),
+    ("POST", "/v1/review/{item_id}/release"): (
+        {ADMIN, REVIEWER},
+        lambda w, r: ("POST", f"/v1/review/{w.item}/release", {}),
+    ),
     ("POST", "/v1/review/{item_id}/decision"): (
         {ADMIN, REVIEWER},
         lambda w, r: (

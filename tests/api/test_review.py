@@ -179,6 +179,24 @@ def test_claims_are_leases_with_conflicts(api: Api) -> None:
     assert r.status_code == 404 and r.json()["error"] == "not_found"
 
 
+def test_a_released_claim_is_free_at_once(api: Api) -> None:
+    brands(api)
+    score(api, "F1", "Acme belt")
+    item = item_of(api, "F1")
+    alice, bob = api.key("reviewer"), api.key("reviewer")
+    assert api.call("POST", f"/v1/review/{item['id']}/claim", key=alice).status_code == 200
+    # bob holds nothing: releasing changes nothing, alice keeps it
+    r = api.call("POST", f"/v1/review/{item['id']}/release", key=bob)
+    assert r.status_code == 200 and r.json()["status"] == "claimed"
+    r = api.call("POST", f"/v1/review/{item['id']}/release", key=alice)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "pending" and r.json()["claimed_by"] is None
+    r = api.call("POST", "/v1/review/claim-next", key=bob)
+    assert r.status_code == 200 and r.json()["id"] == item["id"]
+    r = api.call("POST", f"/v1/review/{uuid.uuid4()}/release", key=bob)
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+
+
 def test_claim_next_takes_the_riskiest_and_204_when_empty(api: Api) -> None:
     b = brands(api)
     reviewer = api.key("reviewer")

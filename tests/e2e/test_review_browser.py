@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.api.conftest import models_dir  # noqa: F401 (the session's trained text model)
-from tests.e2e.live import live_server, seed, wait_until
+from tests.e2e.live import Live, live_server, seed, wait_until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -21,6 +21,12 @@ pytestmark = [
         reason="Chromium is not installed (apt-get install -y chromium; .ci/run installs it)",
     ),
 ]
+
+
+def claimed_ids(live: Live) -> list[str]:
+    queue = live.call("GET", "/v1/review/queue", params={"status": "claimed"}).json()
+    return [item["id"] for item in queue["items"]]
+
 
 IMAGE_OK = (
     "(sel) => { const i = document.querySelector(sel); "
@@ -132,8 +138,15 @@ def test_a_reviewer_works_through_twenty_listings_with_the_keyboard(
                 page.keyboard.press("Enter")
                 page.wait_for_url("**/review/items/*")
                 first = page.url
+                page.wait_for_selector("#claim-status.mine")
                 page.keyboard.press("j")
                 page.wait_for_url(lambda url: url != first)
+                page.wait_for_selector("#claim-status.mine")
+                # leaving an item without deciding gave its claim up: only the open one is held
+                second_id = page.url.split("/review/items/")[1].split("?")[0]
+                wait_until(
+                    lambda: claimed_ids(live) == [second_id], what="the first item's release"
+                )
                 page.keyboard.press("k")
                 page.wait_for_url(first)
                 page.goto(f"{live.url}/review/queue")

@@ -152,6 +152,24 @@ def test_claims_are_leases(sessions: sessionmaker[Session]) -> None:
         assert repo.claim("nope", "bob", LEASE, now=late) == (None, False)
 
 
+def test_a_reviewer_releases_only_their_own_claim(sessions: sessionmaker[Session]) -> None:
+    with session_scope(sessions) as s:
+        item_id = flag(s, "R", 0.8).id
+        repo = ReviewRepository(s)
+        repo.claim(item_id, "alice", LEASE, now=T0)
+        assert not repo.release(item_id, "bob", now=T0)  # bob holds nothing
+        assert repo.release(item_id, "alice", now=T0)
+        assert not repo.release(item_id, "alice", now=T0)  # already free
+        s.expire_all()
+        item = repo.get(item_id)
+        assert item is not None and item.claimed_by is None and item.claim_expires_at is None
+        assert effective_status(item, T0) == "pending"
+        # free at once: anyone can take it, long before alice's lease would have run out
+        item, won = repo.claim(item_id, "bob", LEASE, now=T0 + timedelta(seconds=1))
+        assert won and item is not None and item.claimed_by == "bob"
+        assert repo.claim_next(QueueFilter(), "carol", LEASE, now=T0) is None
+
+
 def test_claim_next_skips_live_claims_and_empties(sessions: sessionmaker[Session]) -> None:
     with session_scope(sessions) as s:
         flag(s, "a", 0.9, "block")

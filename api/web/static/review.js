@@ -1,4 +1,4 @@
-// fakeguard review pages: keyboard shortcuts and claim-on-open. No dependencies.
+// fakeguard review pages: keyboard shortcuts, claim-on-open and release-on-leave. No dependencies.
 (function () {
   "use strict";
 
@@ -12,7 +12,24 @@
     if (link && link.href) { window.location.href = link.href; }
   }
 
-  // Listing page: claim the item when the page opens, show who holds it.
+  // Listing page: claim the item when the page opens, show who holds it, and give the claim up
+  // when the page is left without a decision (j/k, the queue, closing the tab), so that other
+  // reviewers can take the item at once instead of waiting for the lease to run out.
+  var claimedHere = false;
+  var deciding = false;
+
+  function releaseOnLeave() {
+    var box = document.getElementById("claim-status");
+    if (!box || !claimedHere || deciding) { return; }
+    claimedHere = false;
+    fetch(box.dataset.releaseUrl, {
+      method: "POST",
+      credentials: "same-origin",
+      keepalive: true,
+      headers: { "X-CSRF-Token": box.dataset.csrf, "Accept": "application/json" }
+    }).catch(function () { /* the lease runs out by itself */ });
+  }
+
   function claimOnOpen() {
     var box = document.getElementById("claim-status");
     if (!box || box.dataset.autoClaim !== "yes") { return; }
@@ -24,6 +41,7 @@
       return r.json().then(function (body) { return { status: r.status, body: body }; });
     }).then(function (res) {
       if (res.status === 200) {
+        claimedHere = true;
         var until = res.body.claim_expires_at ? new Date(res.body.claim_expires_at) : null;
         box.className = "claim mine";
         box.textContent = "Claimed by you" + (until ? " until " + until.toLocaleTimeString() : "") + ".";
@@ -88,6 +106,9 @@
       });
     });
     claimOnOpen();
+    var decide = document.getElementById("decide");
+    if (decide) { decide.addEventListener("submit", function () { deciding = true; }); }
+    window.addEventListener("pagehide", releaseOnLeave);
     document.addEventListener("keydown", onKey);
   });
 })();
