@@ -402,10 +402,14 @@ def _tone_map(ref: F32, query: F32, valid: npt.NDArray[np.bool_]) -> tuple[U8, f
     idx = np.clip((r / 256.0 * bins).astype(np.int32), 0, bins - 1)
     centres = (np.arange(bins) + 0.5) * (256.0 / bins)
     counts = np.bincount(idx, minlength=bins)
-    order = np.lexsort((q, idx))  # by bin, then by query value: each bin's median is its middle
+    # sorted by bin, then by query value (grey levels < 256, so bin * 512 + value keeps both
+    # exactly in a float64): each bin's median is its middle
+    keys = np.sort(idx * 512.0 + q)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     middle = np.clip(starts + counts // 2, 0, max(0, len(q) - 1))
-    medians = np.where(counts >= 8, q[order][middle] if len(q) else 0.0, np.nan)
+    mid_keys = keys[middle] if len(q) else np.zeros(bins)
+    mid_values = (mid_keys - np.floor(mid_keys / 512.0) * 512.0).astype(q.dtype)
+    medians = np.where(counts >= 8, mid_values if len(q) else 0.0, np.nan)
     ok = ~np.isnan(medians)
     if ok.sum() < 2:
         lut = np.arange(256, dtype=np.float64)
@@ -429,9 +433,17 @@ def _tone_map(ref: F32, query: F32, valid: npt.NDArray[np.bool_]) -> tuple[U8, f
     return np.clip(lut, 0, 255).astype(np.uint8), residual
 
 
+def _saturation(img: F32) -> F32:
+    """Per cell, the larger distance of CIE a* and b* from grey (128).
+
+    np.maximum of the two planes: ``.max(axis=2)`` over an axis of length 2 is ~30x slower.
+    """
+    return np.maximum(np.abs(img[:, :, 1] - 128.0), np.abs(img[:, :, 2] - 128.0))
+
+
 def _strong_colour(ref: F32, valid: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     """Cells of the reference whose CIE a* or b* is far from grey (a coloured mark)."""
-    sat = np.abs(ref[:, :, 1:] - 128.0).max(axis=2)
+    sat = _saturation(ref)
     return np.asarray(valid & (sat > STRONG_COLOUR))
 
 
@@ -484,8 +496,8 @@ def _colour_lost(
     greyed copy of a photo whose colour is spread over much of it (not only its mark) is still a
     copy and is not counted.
     """
-    r_sat = np.abs(ref[:, :, 1:] - 128.0).max(axis=2)
-    q_sat = np.abs(query[:, :, 1:] - 128.0).max(axis=2)
+    r_sat = _saturation(ref)
+    q_sat = _saturation(query)
     strong = _strong_colour(ref, valid)
     if int(strong.sum()) < max(16, round(0.002 * int(valid.sum()))):
         return 0.0
