@@ -438,7 +438,9 @@ def _saturation(img: F32) -> F32:
 
     np.maximum of the two planes: ``.max(axis=2)`` over an axis of length 2 is ~30x slower.
     """
-    return np.maximum(np.abs(img[:, :, 1] - 128.0), np.abs(img[:, :, 2] - 128.0))
+    return np.asarray(
+        np.maximum(np.abs(img[:, :, 1] - 128.0), np.abs(img[:, :, 2] - 128.0)), dtype=np.float32
+    )
 
 
 def _strong_colour(ref: F32, valid: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
