@@ -252,6 +252,49 @@ class ReviewRepository:
         ).all()
         return [QueueRow(r[0], r[1], r[2], r[3]) for r in rows], total or 0
 
+    def neighbours(
+        self, f: QueueFilter, item_id: str, now: datetime | None = None
+    ) -> tuple[str | None, str | None]:
+        """The items just before and just after ``item_id`` in risk order among those matching
+        ``f``, however deep in the queue (keyset look-ups; the item itself need not match)."""
+        item = self.get(item_id)
+        if item is None:
+            return None, None
+        now = now or utcnow()
+        where = _filters(f, now)
+        score, created, ident = ReviewItem.score, ReviewItem.created_at, ReviewItem.id
+        same_score = score == item.score
+        same_time = created == item.created_at
+        before = or_(
+            score > item.score,
+            and_(same_score, or_(created < item.created_at, and_(same_time, ident < item.id))),
+        )
+        after = or_(
+            score < item.score,
+            and_(same_score, or_(created > item.created_at, and_(same_time, ident > item.id))),
+        )
+        prev_id = self.session.scalar(
+            select(ident)
+            .where(*where, before)
+            .order_by(score.asc(), created.desc(), ident.desc())
+            .limit(1)
+        )
+        next_id = self.session.scalar(
+            select(ident).where(*where, after).order_by(*_RISK_ORDER).limit(1)
+        )
+        return prev_id, next_id
+
+    def first_held(self, f: QueueFilter, key_id: str, now: datetime | None = None) -> str | None:
+        """The riskiest open item matching ``f`` on which ``key_id`` holds a live claim."""
+        now = now or utcnow()
+        where = _filters(QueueFilter("claimed", f.brand_id, f.decision, f.min_score), now)
+        return self.session.scalar(
+            select(ReviewItem.id)
+            .where(*where, ReviewItem.claimed_by == key_id)
+            .order_by(*_RISK_ORDER)
+            .limit(1)
+        )
+
     def row(self, item: ReviewItem) -> QueueRow:
         external_id, seller_id, title = self.session.execute(
             select(Listing.external_id, ListingVersion.seller_id, ListingVersion.title)

@@ -6,14 +6,11 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from api.context import AppContext
-from api.pagination import Page
 from api.review import service
 from api.web.auth import Reviewer
 from store.brands import BrandRepository
 from store.keys import ApiKeyRepository
-
-#: How far down the queue the listing page looks for the previous and next items.
-NEIGHBOURS = 200
+from store.review import ReviewRepository
 
 
 def brand_choices(session: Session) -> list[tuple[str, str]]:
@@ -22,11 +19,8 @@ def brand_choices(session: Session) -> list[tuple[str, str]]:
 
 
 def neighbours(session: Session, f: service.Filters, item_id: str) -> tuple[str | None, str | None]:
-    ids = [i.id for i in service.queue(session, f, Page(limit=NEIGHBOURS, offset=0)).items]
-    if item_id not in ids:
-        return None, ids[0] if ids else None
-    at = ids.index(item_id)
-    return (ids[at - 1] if at > 0 else None), (ids[at + 1] if at + 1 < len(ids) else None)
+    """The previous and next items in the queue's order (same filters), however deep."""
+    return ReviewRepository(session).neighbours(f.store(), item_id)
 
 
 def key_names(session: Session, key_ids: set[str]) -> dict[str, str]:
@@ -43,13 +37,7 @@ def next_item(
 ) -> str | None:
     """The reviewer's own claimed items first (pages claim what they open, so browsing with j/k
     leaves claims behind), then the riskiest pending item, claimed now."""
-    me = reviewer.principal.key_id
-    held = service.queue(
-        session,
-        service.Filters("claimed", f.brand_id, f.decision, f.min_score),
-        Page(limit=NEIGHBOURS, offset=0),
-    )
-    mine = next((i.id for i in held.items if i.claimed_by == me), None)
+    mine = ReviewRepository(session).first_held(f.store(), reviewer.principal.key_id)
     if mine is not None:
         return mine
     item = service.claim_next(session, ctx, reviewer.principal, f)

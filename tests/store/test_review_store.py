@@ -130,6 +130,31 @@ def test_order_is_score_then_age_and_filters_apply(sessions: sessionmaker[Sessio
         ] == []
 
 
+def test_neighbours_follow_the_queue_order_however_deep(sessions: sessionmaker[Session]) -> None:
+    """Previous/next of every item equal its neighbours in the paged order, with ties in score
+    and in time broken as the queue breaks them, 230 items deep (the pages once looked at the
+    first 200 only)."""
+    with session_scope(sessions) as s:
+        for i in range(230):
+            # 23 scores, 5 enqueue times: many exact ties on both
+            flag(s, f"n{i:03d}", 0.5 + (i % 23) / 100, now=T0 + timedelta(seconds=i % 5))
+        repo = ReviewRepository(s)
+        order = [r.item.id for r in repo.page(QueueFilter(), limit=1000, offset=0, now=T0)[0]]
+        assert len(order) == 230
+        for at, item_id in enumerate(order):
+            expected = (order[at - 1] if at else None, order[at + 1] if at + 1 < 230 else None)
+            assert repo.neighbours(QueueFilter(), item_id, now=T0) == expected, at
+        # filters apply to the neighbours, and a claimed item is found for its holder
+        repo.claim(order[-1], "alice", LEASE, now=T0)
+        assert repo.neighbours(QueueFilter(status="pending"), order[-1], now=T0) == (
+            order[-2],
+            None,
+        )
+        assert repo.first_held(QueueFilter(), "alice", now=T0) == order[-1]
+        assert repo.first_held(QueueFilter(), "bob", now=T0) is None
+        assert repo.neighbours(QueueFilter(), "nope", now=T0) == (None, None)
+
+
 def test_claims_are_leases(sessions: sessionmaker[Session]) -> None:
     with session_scope(sessions) as s:
         item_id = flag(s, "L", 0.8).id
