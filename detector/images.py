@@ -509,14 +509,17 @@ def segments(
     gray: GrayArray,
     tolerance: float = 12.0,
     min_gap: float = 0.015,
-    min_height: float = 0.3,
+    min_height: float = 0.12,
     limit: int = 2,
 ) -> list[tuple[int, int]]:
     """Horizontal bands of content separated by uniform rows, largest first (at most ``limit``).
 
     A listing photo shown inside a screenshot sits between a status bar above and a price,
     captions and buttons below, each separated from it by rows of one colour. Bands shorter
-    than ``min_height`` of the image are dropped, and so is a single band covering it all.
+    than ``min_height`` of the image (a price, a row of buttons) are dropped, and so is a single
+    band covering (nearly) all of it. A product photographed on white shows as its own outline
+    only, hence the low ``min_height``; a photo filling the screen below the status bar is one
+    band of 90 % or more of the height, still worth its own view.
     """
     h = gray.shape[0]
     med = np.median(gray, axis=1, keepdims=True)
@@ -530,7 +533,7 @@ def segments(
     starts = [int(rows[0]), *(rows[breaks + 1]).tolist()]
     ends = [*(rows[breaks] + 1).tolist(), int(rows[-1]) + 1]
     bands = [(a, b) for a, b in zip(starts, ends, strict=True) if b - a >= min_height * h]
-    if len(bands) == 1 and bands[0][1] - bands[0][0] >= 0.9 * h:
+    if len(bands) == 1 and bands[0][1] - bands[0][0] >= 0.98 * h:
         return []
     bands.sort(key=lambda b: b[0] - b[1])
     return bands[:limit]

@@ -164,6 +164,23 @@ def test_segments_split_on_uniform_rows() -> None:
     assert images.segments(gray[30:130]) == []  # one band filling the image is no segment
 
 
+def test_segments_find_a_product_on_white_and_a_photo_below_the_status_bar() -> None:
+    # a product photographed on white shows in a screenshot as its own outline only: a short band
+    gray = np.full((240, 180), 255.0, dtype=np.float32)
+    gray[0:6, 10:170] = 20.0  # status bar
+    gray[70:110, 30:150] = np.linspace(0, 200, 120)  # the product, 17 % of the height
+    gray[186:194, 10:90] = 30.0  # price
+    gray[214:228, 10:170] = 90.0  # buttons
+    assert images.segments(gray) == [(70, 110)]
+    # a photo on a grey background filling the screen below the status bar: still a band (the
+    # whole-frame view includes the status bar)
+    gray = np.full((185, 180), 255.0, dtype=np.float32)
+    gray[0:6, 10:170] = 20.0
+    gray[11:185, 4:176] = 200.0
+    gray[60:120, 40:140] = np.linspace(0, 150, 100)
+    assert images.segments(gray) == [(11, 185)]
+
+
 def test_segments_ignore_a_plain_photo() -> None:
     decoded = _decode(product_photo(5))
     assert images.segments(decoded.gray) == []
