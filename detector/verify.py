@@ -485,10 +485,15 @@ def _painted_over(
 
 
 def _colour_lost(
-    ref: F32, query: F32, valid: npt.NDArray[np.bool_], painted: npt.NDArray[np.bool_]
+    ref: F32,
+    query: F32,
+    valid: npt.NDArray[np.bool_],
+    strong: npt.NDArray[np.bool_],
+    painted: npt.NDArray[np.bool_],
 ) -> float:
-    """Worst logo-sized window: the share of the reference's strongly coloured cells that the
-    query shows without their colour (0 when the reference has too little strong colour).
+    """Worst logo-sized window: the share of the reference's strongly coloured cells (``strong``,
+    see :func:`_strong_colour`) that the query shows without their colour (0 when the reference
+    has too little strong colour).
 
     A coloured mark taken off a product leaves the product's own surface, which is often of the
     mark's grey level: neither the grey-level comparison nor the tone maps (which may map the
@@ -500,7 +505,6 @@ def _colour_lost(
     """
     r_sat = _saturation(ref)
     q_sat = _saturation(query)
-    strong = _strong_colour(ref, valid)
     if int(strong.sum()) < max(16, round(0.002 * int(valid.sum()))):
         return 0.0
     coloured = valid & (r_sat > 8.0)
@@ -634,19 +638,17 @@ def _compare(query: VerifyView, reference: VerifyView, align: _Alignment) -> _Co
     # paint laid across the photo (captions): the reference under it is hidden, not changed
     strong = _strong_colour(ref_b, valid)
     painted = _painted_over(diff, strong, added, ref_edges)
-    features["colour_lost"] = _colour_lost(ref_b, q_b, valid, painted)
+    features["colour_lost"] = _colour_lost(ref_b, q_b, valid, strong, painted)
     features["missing_under_paint"] = float((missing & painted).sum()) / max(1, int(missing.sum()))
 
     # worst windows of missing reference structure, at two scales (logo-sized and larger)
+    edge_f = ref_edges.astype(np.float32)
+    miss_f = missing.astype(np.float32)
     min_edges = 0.01 * n_ref_edges + 4.0
-    windows = (
-        ("worst_missing_small", 0.12, ref_edges, missing),
-        ("worst_missing_large", 0.25, ref_edges, missing),
-    )
-    for name, frac, edges_w, missing_w in windows:
+    for name, frac in (("worst_missing_small", 0.12), ("worst_missing_large", 0.25)):
         k = max(5, round(frac * max(gw, gh)) | 1)
-        e_sum = cv2.boxFilter(edges_w.astype(np.float32), -1, (k, k), normalize=False)
-        m_sum = cv2.boxFilter(missing_w.astype(np.float32), -1, (k, k), normalize=False)
+        e_sum = cv2.boxFilter(edge_f, -1, (k, k), normalize=False)
+        m_sum = cv2.boxFilter(miss_f, -1, (k, k), normalize=False)
         ok = e_sum >= max(min_edges, 0.02 * k * k)
         if ok.any():
             ratio = np.where(ok, m_sum / np.maximum(e_sum, 1.0), 0.0)

@@ -126,11 +126,9 @@ def claim(session: Session, ctx: AppContext, principal: Principal, item_id: str)
 def release(session: Session, principal: Principal, item_id: str) -> ReviewItemOut:
     """Give up the caller's claim on an item (nothing to do when the caller holds none)."""
     repo = ReviewRepository(session)
-    repo.release(item_id, principal.key_id)
-    item = repo.get(item_id)
-    if item is None:
-        raise NotFound(f"review item {item_id} not found")
-    session.refresh(item)
+    item = _item(repo, item_id)
+    if repo.release(item_id, principal.key_id):
+        session.refresh(item)  # the release is a Core UPDATE: reload what it changed
     return item_out(repo.row(item))
 
 
