@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import pybase64
 from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.orm import Session
 
@@ -73,7 +74,13 @@ def _decode_base64(value: str, cap: int) -> bytes:
     if len(value) > (cap * 4) // 3 + 8:
         raise ValueError(f"the image is larger than the {cap:,}-byte limit")
     try:
-        # What b64decode(validate=True) accepts, without its copy to bytes first (3x faster).
+        # pybase64 (SIMD) is ~40x faster than binascii on a 260 KB string and accepts a subset
+        # of what binascii's strict mode accepts, with the same bytes; whatever it refuses is
+        # decided, and its error worded, by binascii as before.
+        return pybase64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        pass
+    try:
         return binascii.a2b_base64(value, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError(f"'data' is not valid base64: {exc}") from exc

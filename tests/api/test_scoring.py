@@ -236,3 +236,34 @@ def test_concurrent_scoring_does_not_trip_the_database_lock(api: Api) -> None:
     assert len(decisions) == 36
     hist = [api.call("GET", f"/v1/listings/C{i}").status_code for i in range(36)]
     assert hist == [200] * 36
+
+
+def test_base64_accepts_what_strict_binascii_accepts() -> None:
+    """The fast decoder in front changes no outcome: same bytes, same refusals and wording."""
+    import binascii
+    import random
+
+    from api.ingest.service import _decode_base64
+
+    rng = random.Random(5)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    noise = alphabet + "=\n\r \t-_.!é\x00"
+    cases = ["", "=", "AA==", "AAA=", "A===", "AAAA====", "=AAA", "QR==", "AA==AA==", "ZCgT="]
+    for _ in range(5000):
+        raw = bytes(rng.randrange(256) for _ in range(rng.randint(0, 12)))
+        text = base64.b64encode(raw).decode()
+        if rng.random() < 0.6:
+            at = rng.randrange(len(text) + 1)
+            text = text[:at] + rng.choice(noise) + text[at:]
+        cases.append(text)
+        cases.append("".join(rng.choice(noise) for _ in range(rng.randint(1, 10))))
+    for text in cases:
+        try:
+            expected: bytes | str = binascii.a2b_base64(text, strict_mode=True)
+        except (binascii.Error, ValueError) as exc:
+            expected = f"'data' is not valid base64: {exc}"
+        try:
+            got: bytes | str = _decode_base64(text, 1000)
+        except ValueError as exc:
+            got = str(exc)
+        assert got == expected, text
