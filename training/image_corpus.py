@@ -1105,6 +1105,14 @@ def build_corpus(
     return _read_corpus(root)
 
 
+# Public names for other corpus builders (training/holdout_corpus.py reuses these helpers).
+run_command = _run
+verify_archive = _verify
+rasterise_svg = _rasterise_stamp
+render_job = _render_job
+read_corpus = _read_corpus
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--small", action="store_true", help="a small corpus for quick checks")
