@@ -6,7 +6,10 @@ reference), and every negative image is queried (a false match when it matches *
 Reported: recall per attack, overall recall (all attacked queries), false-match rate over all
 negatives and over hard negatives alone, and mean query time.
 
-Run: ``python -m training.eval_images [--small] [--out reports/images] [--matcher naive]``.
+Run: ``python -m training.eval_images [--small] [--out reports/images] [--matcher naive]``;
+``--corpus holdout`` evaluates on the holdout corpus (:mod:`training.holdout_corpus`, made from
+other registry packages than the main corpus and the verifier's training data) and reports to
+``reports/images/holdout`` by default.
 
 Plugging in another matcher is one line: ``MATCHERS["engine"] = EngineMatcher`` (any zero-argument
 callable returning an object that follows :class:`Matcher`), or pass ``--matcher pkg.mod:Factory``.
@@ -130,6 +133,7 @@ class MatcherResult:
     hard_false_matches: int = 0
     query_seconds: list[float] = field(default_factory=list)
     false_match_ids: list[str] = field(default_factory=list)
+    miss_ids: dict[str, list[str]] = field(default_factory=dict)  # attack -> missed references
     negatives_by_kind: dict[str, list[int]] = field(default_factory=dict)  # kind -> [false, all]
 
     def recall(self, attack: str) -> float:
@@ -175,6 +179,7 @@ class MatcherResult:
                 k: {"false": f, "all": n} for k, (f, n) in sorted(self.negatives_by_kind.items())
             },
             "false_match_ids": sorted(self.false_match_ids),
+            "miss_ids": {a: ids for a, ids in self.miss_ids.items() if ids},
         }
 
 
@@ -228,6 +233,8 @@ def evaluate(
         for result, ids in zip(results, ask(data), strict=True):
             result.queries[name] = result.queries.get(name, 0) + 1
             result.hits[name] = result.hits.get(name, 0) + (ref.image_id in ids)
+            if ref.image_id not in ids:
+                result.miss_ids.setdefault(name, []).append(ref.image_id)
     for neg in _progress(negatives, len(negatives), "negative queries", progress):
         for result, ids in zip(results, ask(neg.data), strict=True):
             result.negatives += 1
@@ -293,7 +300,10 @@ def markdown_table(results: Sequence[MatcherResult], attacks: Sequence[Attack] =
 
 
 def bar_chart(
-    results: Sequence[MatcherResult], path: Path, attacks: Sequence[Attack] = ATTACKS
+    results: Sequence[MatcherResult],
+    path: Path,
+    attacks: Sequence[Attack] = ATTACKS,
+    corpus: str = "synthetic corpus",
 ) -> None:
     import matplotlib
 
@@ -311,7 +321,7 @@ def bar_chart(
     ax.set_xticklabels(names, rotation=60, ha="right")
     ax.set_ylabel("recall (%)")
     ax.set_ylim(0, 105)
-    ax.set_title("Recall per attack (synthetic corpus)")
+    ax.set_title(f"Recall per attack ({corpus})")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -327,7 +337,8 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     table = markdown_table(results, attacks)
     lines = [
-        "# Image matching evaluation",
+        "# Image matching evaluation"
+        + (" (holdout corpus)" if corpus_info.get("corpus") == "holdout" else ""),
         "",
         f"{corpus_info.get('note', '')}",
         "",
@@ -363,20 +374,30 @@ def write_report(
         "matchers": {r.name: r.to_dict() for r in results},
     }
     (out / "image_eval.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False))
-    bar_chart(results, out / "image_eval.png", attacks)
+    corpus = "synthetic holdout corpus" if corpus_info.get("corpus") == "holdout" else ""
+    bar_chart(results, out / "image_eval.png", attacks, corpus or "synthetic corpus")
     return table
 
 
-def load_eval_images(
-    small: bool, cache: str | None
-) -> tuple[list[EvalImage], list[EvalImage], dict[str, Any]]:
-    from training.image_corpus import SYNTHETIC_NOTE, build_corpus
+CORPORA = ("main", "holdout")
 
-    corpus = build_corpus(cache, small=small)
+
+def load_eval_images(
+    small: bool, cache: str | None, corpus_name: str = "main"
+) -> tuple[list[EvalImage], list[EvalImage], dict[str, Any]]:
+    if corpus_name == "holdout":
+        from training.holdout_corpus import HOLDOUT_NOTE as note
+        from training.holdout_corpus import build_holdout as build
+    else:
+        from training.image_corpus import SYNTHETIC_NOTE as note
+        from training.image_corpus import build_corpus as build
+
+    corpus = build(cache, small=small)
     refs = [EvalImage(i.image_id, i.role, i.path.read_bytes(), i.kind) for i in corpus.references]
     negs = [EvalImage(i.image_id, i.role, i.path.read_bytes(), i.kind) for i in corpus.negatives]
     info = {
-        "note": SYNTHETIC_NOTE,
+        "note": note,
+        "corpus": corpus_name,
         "root": str(corpus.root),
         "references": len(refs),
         "hard_negatives": sum(n.role == "hard_negative" for n in negs),
@@ -388,7 +409,13 @@ def load_eval_images(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Evaluate image matchers on the attack grid.")
     parser.add_argument("--small", action="store_true", help="use the small corpus")
-    parser.add_argument("--out", default="reports/images", help="report directory")
+    parser.add_argument(
+        "--corpus",
+        choices=CORPORA,
+        default="main",
+        help="main: training.image_corpus; holdout: training.holdout_corpus (other sources)",
+    )
+    parser.add_argument("--out", default=None, help="report directory (reports/images[/holdout])")
     parser.add_argument("--cache", default=None, help="corpus cache directory")
     parser.add_argument(
         "--matcher",
@@ -399,11 +426,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     matchers = [resolve_matcher(m)() for m in (args.matcher or ["naive"])]
-    refs, negs, info = load_eval_images(args.small, args.cache)
+    out = Path(
+        args.out or ("reports/images/holdout" if args.corpus == "holdout" else "reports/images")
+    )
+    refs, negs, info = load_eval_images(args.small, args.cache, args.corpus)
     results = evaluate(matchers, refs, negs, progress=not args.no_progress)
-    table = write_report(results, Path(args.out), info)
+    table = write_report(results, out, info)
     print(table)
-    print(f"\nreport: {Path(args.out) / 'image_eval.md'} (+ .json, .png)")
+    print(f"\nreport: {out / 'image_eval.md'} (+ .json, .png)")
     return 0
 
 
