@@ -35,7 +35,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +49,7 @@ from detector.text import (
     TEXT_FEATURE_NAMES,
     BrandMatcher,
     BrandTerms,
+    CueMatcher,
     ListingText,
     NormalizedText,
     Span,
@@ -121,6 +122,22 @@ def price_features(listing: Any) -> tuple[float, float]:
 # Step 1: listing -> normalised text + numeric features
 
 
+class PreparedListing(NamedTuple):
+    """One listing as :meth:`ListingFeatures.prepare_one` leaves it."""
+
+    text: str
+    row: list[float]
+    title: NormalizedText
+    description: NormalizedText
+    cue_spans: tuple[Sequence[Span], Sequence[Span]]  # (title, description)
+    brand_spans: tuple[Sequence[Span], Sequence[Span]]
+
+
+def _spans_of(matcher: CueMatcher | BrandMatcher, nt: NormalizedText) -> tuple[Span, ...]:
+    """``matcher``'s spans in one field (none in an empty one, as text_features skips it)."""
+    return tuple(matcher.find(nt)) if nt.original else ()
+
+
 @dataclass(frozen=True, slots=True)
 class PreparedListings:
     """What :class:`ListingFeatures` hands to the feature union.
@@ -191,13 +208,15 @@ class ListingFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         state.pop("_brand_matcher", None)  # rebuilt on first use; never serialised
         return state
 
-    def prepare_one(self, listing: Any) -> tuple[str, list[float], NormalizedText, NormalizedText]:
-        """Normalised text, numeric row and the two normalised fields of one listing.
+    def prepare_one(self, listing: Any) -> PreparedListing:
+        """Normalised text, numeric row, the two normalised fields of one listing and their spans.
 
         A listing with a ``"prepared"`` :class:`~detector.text.ListingText` (the scorer's) is
-        not normalised again, nor its cues found again.
+        not normalised again, nor its cues found again. The spans are kept for the explanation
+        (:func:`_evidence`), which would otherwise search both fields again.
         """
         cues = default_cue_matcher()
+        matcher = self._matcher()
         prepared = listing_field(listing, "prepared")
         found: tuple[Sequence[Span], Sequence[Span]] | None = None
         if isinstance(prepared, ListingText):
@@ -207,19 +226,28 @@ class ListingFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         else:
             nt_title = normalize(str(listing_field(listing, "title") or ""))
             nt_desc = normalize(str(listing_field(listing, "description") or ""))
-        feats = text_features(nt_title, nt_desc, brands=self._matcher(), cues=cues, cue_spans=found)
+        if found is None:
+            found = (_spans_of(cues, nt_title), _spans_of(cues, nt_desc))
+        brand_found: tuple[Sequence[Span], Sequence[Span]] = (
+            (_spans_of(matcher, nt_title), _spans_of(matcher, nt_desc))
+            if matcher is not None
+            else ((), ())
+        )
+        feats = text_features(
+            nt_title, nt_desc, brands=matcher, cues=cues, cue_spans=found, brand_spans=brand_found
+        )
         row = [math.log1p(feats[name]) for name in TEXT_FEATURE_NAMES]
         row.extend(price_features(listing))
         text = nt_title.text + "\n" + nt_desc.text if nt_desc.text else nt_title.text
-        return text, row, nt_title, nt_desc
+        return PreparedListing(text, row, nt_title, nt_desc, found, brand_found)
 
     def transform(self, X: Iterable[Any]) -> PreparedListings:
         texts: list[str] = []
         rows: list[list[float]] = []
         for listing in X:
-            text, row, _, _ = self.prepare_one(listing)
-            texts.append(text)
-            rows.append(row)
+            one = self.prepare_one(listing)
+            texts.append(one.text)
+            rows.append(one.row)
         numeric = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(NUMERIC_FEATURE_NAMES))
         return PreparedListings(texts, numeric)
 
@@ -879,7 +907,7 @@ class TextModel:
             ranked = sorted(((t, v) for t, v in row.items() if v > 0), key=lambda tv: -tv[1])
             ranked = ranked[:top]
             if any(t in lexical for t, _ in ranked):
-                evidence = _evidence(features, found[i][2], found[i][3])
+                evidence = _evidence(found[i])
                 ranked = [
                     (
                         f"{t}: {', '.join(evidence[t][:4])}"
@@ -893,12 +921,10 @@ class TextModel:
         return proba, explained
 
 
-def _evidence(
-    features: ListingFeatures, nt_title: NormalizedText, nt_desc: NormalizedText
-) -> dict[str, list[str]]:
-    """Lexicon feature name -> the original phrases of the listing that feed it."""
+def _evidence(prepared: PreparedListing) -> dict[str, list[str]]:
+    """Lexicon feature name -> the original phrases of the listing that feed it (from the spans
+    :meth:`ListingFeatures.prepare_one` found)."""
     cues = default_cue_matcher()
-    matcher = features._matcher()
     out: dict[str, list[str]] = {}
 
     def add(name: str, text: str) -> None:
@@ -906,8 +932,10 @@ def _evidence(
         if text not in found:
             found.append(text)
 
-    for nt, is_title in ((nt_title, True), (nt_desc, False)):
-        for sp in cues.find(nt):
+    for cue_spans, brand_spans, is_title in zip(
+        prepared.cue_spans, prepared.brand_spans, (True, False), strict=True
+    ):
+        for sp in cue_spans:
             if sp.kind == "negated_cue":
                 kind = "negated_genuine" if cues.cue(sp.label).kind == "genuine" else "negated_cue"
                 add(kind, sp.text)
@@ -926,7 +954,7 @@ def _evidence(
                     add(name, sp.text)
                 if is_title and strong:
                     add("title_cue_strong", sp.text)
-        for sp in matcher.find(nt) if matcher is not None else []:
+        for sp in brand_spans:
             add("brand_mentions", sp.text)
             add("brand_distinct", sp.text)
             if is_title:

@@ -1283,13 +1283,15 @@ def text_features(
     brands: BrandMatcher | None = None,
     cues: CueMatcher | None = None,
     cue_spans: tuple[Sequence[Span], Sequence[Span]] | None = None,
+    brand_spans: tuple[Sequence[Span], Sequence[Span]] | None = None,
 ) -> dict[str, float]:
     """Counts per signal family for the classifier; keys are :data:`TEXT_FEATURE_NAMES`.
 
     Without ``brands`` the brand features are 0. The title and the description are scanned
     separately (``title_*`` features count the title alone) and the counts added up. Either may
     be given already normalised (the classifier normalises each field once and reuses it), and
-    ``cue_spans`` the two fields' spans from ``cues`` when they were found already.
+    ``cue_spans`` the two fields' spans from ``cues`` when they were found already (likewise
+    ``brand_spans`` from ``brands``).
     """
     cm = cues or default_cue_matcher()
     feats = dict.fromkeys(TEXT_FEATURE_NAMES, 0.0)
@@ -1300,10 +1302,13 @@ def text_features(
         if not part:
             continue
         cue_spans_here = cm.find(nt) if cue_spans is None else cue_spans[i]
-        brand_spans = brands.find(nt) if brands is not None else []
+        if brand_spans is not None:
+            brand_spans_here: Sequence[Span] = brand_spans[i]
+        else:
+            brand_spans_here = brands.find(nt) if brands is not None else []
         _add_cue_features(feats, cm, cue_spans_here, is_title)
         accessory_ends = [sp.end for sp in cue_spans_here if sp.detail == "accessory"]
-        for sp in brand_spans:
+        for sp in brand_spans_here:
             brand_ids.add(sp.label)
             feats["brand_mentions"] += 1
             if "fuzzy" in sp.detail:
