@@ -54,7 +54,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageStat
 
 from training.image_corpus import (
     MANIFEST_FIELDS,
@@ -70,7 +70,7 @@ from training.image_corpus import (
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: pale marks left out
 DEFAULT_SEED = 31415926
 DEFAULT_CACHE = Path(".cache/fakeguard/holdout")
 CACHE_ENV = "FAKEGUARD_HOLDOUT_CACHE"
@@ -274,6 +274,9 @@ POOL_SEED = 271828  # which drawings make the pool: fixed, independent of the co
 MIN_PRODUCT_SIDE = 200
 MIN_PRODUCT_COVER = 0.15  # share of the product's bounding box that is opaque
 MARK_ASPECT = (1 / 3, 5.0)  # width / height of a usable mark
+# Marks drawn in their own colours whose ink is this pale vanish on the light products (e.g. the
+# "-dark" logos made for dark backgrounds): left out, as the evaluation corpus darkens pale marks.
+MAX_MARK_LUMINANCE = 200.0
 
 # Single-colour marks get one of these, fixed per mark (a brand has one colour).
 MARK_COLOURS: tuple[str, ...] = (
@@ -426,20 +429,24 @@ def _write_marks(src: Path, marks_dir: Path) -> list[tuple[str, str, str]]:
     return found
 
 
-def _check_mark(args: tuple[str, str]) -> tuple[str, float | None]:
-    """The mark's width/height as drawn, or None when it does not render."""
+def _check_mark(args: tuple[str, str]) -> tuple[str, tuple[float, float] | None]:
+    """The mark's width/height and the mean luminance of its ink, or None if it does not render."""
     key, svg_path = args
     import resvg_py
 
     try:
         png = resvg_py.svg_to_bytes(svg_path=svg_path, width=160, skip_system_fonts=True)
         with Image.open(io.BytesIO(bytes(png))) as img:
-            bbox = img.convert("RGBA").getchannel("A").getbbox()
+            rgba = img.convert("RGBA")
     except ValueError:
         return key, None
+    alpha = rgba.getchannel("A")
+    bbox = alpha.getbbox()
     if bbox is None:
         return key, None
-    return key, (bbox[2] - bbox[0]) / max(1, bbox[3] - bbox[1])
+    ink = alpha.point(lambda v: 255 if v > 128 else 0)
+    luminance = ImageStat.Stat(rgba.convert("L"), mask=ink).mean[0] if ink.getbbox() else 255.0
+    return key, ((bbox[2] - bbox[0]) / max(1, bbox[3] - bbox[1]), luminance)
 
 
 def _mark_colour(key: str) -> str:
@@ -518,8 +525,10 @@ def fetch_sources(cache: Path, workers: int | None = None) -> Sources:
     lo, hi = MARK_ASPECT
     marks = tuple(
         Mark(key, family, title, _mark_colour(key))
-        for key, family, title, aspect in catalog["marks"]
-        if aspect is not None and lo <= aspect <= hi
+        for key, family, title, check in catalog["marks"]
+        if check is not None
+        and lo <= check[0] <= hi
+        and (family == "fa" or check[1] <= MAX_MARK_LUMINANCE)  # fa marks get a palette colour
     )
     items = tuple(
         Item(key, str(prepared / raster), key.split("/")[0], is_product)
@@ -548,7 +557,7 @@ def _prepare(src: Path, prepared: Path, fingerprint: str, workers: int | None) -
         for p in PHOTOS
     ]
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-        aspects = dict(
+        checks = dict(
             pool.map(
                 _check_mark,
                 [(key, str(marks_dir / f"{key}.svg")) for key, _, _ in found],
@@ -580,14 +589,14 @@ def _prepare(src: Path, prepared: Path, fingerprint: str, workers: int | None) -
     logger.info(
         "prepared %d marks (%d render), %d drawings (%d products), %d photos",
         len(found),
-        sum(a is not None for a in aspects.values()),
+        sum(c is not None for c in checks.values()),
         len(items),
         sum(i[2] for i in items),
         len(photos),
     )
     return {
         "fingerprint": fingerprint,
-        "marks": [[key, family, title, aspects[key]] for key, family, title in found],
+        "marks": [[key, family, title, checks[key]] for key, family, title in found],
         "items": items,
         "photos": photos,
     }
