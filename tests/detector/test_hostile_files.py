@@ -66,9 +66,9 @@ def test_huge_exif_orientation_applied_without_rewriting_the_block() -> None:
     # Regression: ImageOps.exif_transpose re-serialised the whole EXIF block (0.8 s for 8 MB,
     # about 2 s at the 20 MB byte cap).
     data = BY_NAME["png_8mb_exif"].data()
-    start = time.perf_counter()
+    start = time.process_time()
     decoded = images.decode(data, images.ImageLimits())
-    assert time.perf_counter() - start < 0.4
+    assert time.process_time() - start < 0.4
     assert decoded.width == 300 and decoded.height == 200  # as stored
     assert decoded.frame.shape[0] > decoded.frame.shape[1]  # orientation 8: now portrait
 
@@ -76,11 +76,11 @@ def test_huge_exif_orientation_applied_without_rewriting_the_block() -> None:
 @pytest.mark.parametrize("name", ["png_million_chunks", "jpeg_million_segments"])
 def test_block_floods_are_refused_before_pillow_walks_them(name: str) -> None:
     # Regression: Pillow parsed a million empty PNG chunks for 4 s before the first pixel.
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(images.ImageRejected) as err:
         images.open_image(BY_NAME[name].data(), images.ImageLimits())
     assert err.value.code == "too_complex"
-    assert time.perf_counter() - start < 0.5
+    assert time.process_time() - start < 0.5
 
 
 def test_a_normal_image_has_few_blocks() -> None:

@@ -194,9 +194,9 @@ def test_top_weighted_tokens_are_cues(corpus: list[LabeledListing]) -> None:
 
 
 def test_generation_is_fast() -> None:
-    started = time.perf_counter()
+    started = time.process_time()
     generate_corpus(2000, seed=1)
-    assert time.perf_counter() - started < 2.0  # 20,000 must take < 20 s
+    assert time.process_time() - started < 2.0  # 20,000 must take < 20 s
 
 
 # ---------------------------------------------------------------------------------------------
