@@ -30,7 +30,7 @@ from pathlib import Path
 from detector import images, verify
 from training.attacks import ATTACKS, ATTACKS_BY_NAME, apply_attack
 from training.eval_images import attack_seed
-from training.image_corpus import Corpus, CorpusImage, _read_corpus, resolve_cache
+from training.image_corpus import Corpus, CorpusImage, read_corpus, resolve_cache
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cache = resolve_cache(args.cache)
-    corpus = _read_corpus(cache / "corpus-full")
+    corpus = read_corpus(cache / "corpus-full")
     refs = corpus.references[: args.limit] if args.limit else corpus.references
     ref_ids = {r.image_id for r in refs}
     hard_of: dict[str, list[CorpusImage]] = {r.image_id: [] for r in refs}

@@ -236,7 +236,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _run(cmd: Sequence[str], cwd: Path) -> str:
+def run_command(cmd: Sequence[str], cwd: Path) -> str:
     logger.info("running %s", " ".join(cmd))
     try:
         proc = subprocess.run(list(cmd), cwd=cwd, check=True, capture_output=True, text=True)
@@ -247,7 +247,7 @@ def _run(cmd: Sequence[str], cwd: Path) -> str:
     return proc.stdout
 
 
-def _verify(archive: Path, recorded: str | None) -> str:
+def verify_archive(archive: Path, recorded: str | None) -> str:
     digest = sha256_file(archive)
     expected = recorded or KNOWN_SHA256.get(archive.name)
     if expected is not None and digest != expected:
@@ -260,8 +260,8 @@ def _verify(archive: Path, recorded: str | None) -> str:
 def _fetch_simple_icons(src: Path, recorded: dict[str, str]) -> dict[str, str]:
     archive = src / f"simple-icons-{SIMPLE_ICONS_VERSION}.tgz"
     if not archive.exists():
-        _run(["npm", "pack", f"simple-icons@{SIMPLE_ICONS_VERSION}", "--silent"], src)
-    digest = _verify(archive, recorded.get(archive.name))
+        run_command(["npm", "pack", f"simple-icons@{SIMPLE_ICONS_VERSION}", "--silent"], src)
+    digest = verify_archive(archive, recorded.get(archive.name))
     dest = src / "simple-icons"
     if not (dest / "package" / "data" / "simple-icons.json").exists():
         shutil.rmtree(dest, ignore_errors=True)
@@ -293,20 +293,20 @@ def _fetch_tuxpaint(src: Path, recorded: dict[str, str]) -> dict[str, str]:
         archive = existing[-1]
     else:
         try:
-            _run(["apt-get", "download", f"{TUXPAINT_PACKAGE}={TUXPAINT_VERSION}"], src)
+            run_command(["apt-get", "download", f"{TUXPAINT_PACKAGE}={TUXPAINT_VERSION}"], src)
         except CorpusError:
             logger.warning(
                 "%s=%s unavailable; fetching the candidate version (the corpus will differ)",
                 TUXPAINT_PACKAGE,
                 TUXPAINT_VERSION,
             )
-            _run(["apt-get", "download", TUXPAINT_PACKAGE], src)
+            run_command(["apt-get", "download", TUXPAINT_PACKAGE], src)
         found = sorted(src.glob(f"{TUXPAINT_PACKAGE}_*.deb"))
         if not found:
             raise CorpusError(f"apt-get download {TUXPAINT_PACKAGE} produced no .deb")
         archive = found[-1]
     version = archive.name.split("_")[1]
-    digest = _verify(archive, recorded.get(archive.name))
+    digest = verify_archive(archive, recorded.get(archive.name))
     dest = src / "tuxpaint"
     stamps = dest / "usr" / "share" / "tuxpaint" / "stamps"
     if not stamps.is_dir():
@@ -364,7 +364,7 @@ def _photo_sources() -> tuple[dict[str, str], ...]:
     return tuple(found)
 
 
-def _rasterise_stamp(args: tuple[str, str]) -> tuple[str, bool]:
+def rasterise_svg(args: tuple[str, str]) -> tuple[str, bool]:
     svg_path, out_path = args
     import resvg_py
 
@@ -407,7 +407,7 @@ def fetch_sources(cache: Path, workers: int | None = None) -> Sources:
             for p in sorted(stamps_dir.rglob("*.svg"))
         ]
         with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-            failed = [p for p, ok in pool.map(_rasterise_stamp, jobs, chunksize=4) if not ok]
+            failed = [p for p, ok in pool.map(rasterise_svg, jobs, chunksize=4) if not ok]
         logger.info("rasterised %d SVG stamps, %d skipped", len(jobs) - len(failed), len(failed))
         done_marker.write_text(json.dumps({"skipped": failed}))
     photos = _photo_sources()
@@ -908,7 +908,7 @@ def render(spec: Spec, icons_dir: Path) -> Image.Image:
     return canvas
 
 
-def _render_job(args: tuple[Spec, str, str]) -> tuple[str, str]:
+def render_job(args: tuple[Spec, str, str]) -> tuple[str, str]:
     spec, icons_dir, out_path = args
     img = render(spec, Path(icons_dir))
     buf = io.BytesIO()
@@ -1014,7 +1014,7 @@ def _config(small: bool, seed: int, sources: Sources) -> dict[str, Any]:
     }
 
 
-def _read_corpus(root: Path) -> Corpus:
+def read_corpus(root: Path) -> Corpus:
     images = []
     with (root / "manifest.csv").open(newline="") as fh:
         for row in csv.DictReader(fh):
@@ -1052,7 +1052,7 @@ def build_corpus(
     if not force and manifest_json.exists():
         stored = json.loads(manifest_json.read_text())
         if stored.get("config") == config:
-            corpus = _read_corpus(root)
+            corpus = read_corpus(root)
             if all(i.path.exists() for i in corpus.images):
                 logger.info("reusing corpus in %s (%d images)", root, len(corpus.images))
                 return corpus
@@ -1071,7 +1071,7 @@ def build_corpus(
     ]
     digests: dict[str, str] = {}
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-        results: Iterable[tuple[str, str]] = pool.map(_render_job, jobs, chunksize=8)
+        results: Iterable[tuple[str, str]] = pool.map(render_job, jobs, chunksize=8)
         if progress:
             from tqdm import tqdm
 
@@ -1102,15 +1102,7 @@ def build_corpus(
         "images": "manifest.csv",
     }
     manifest_json.write_text(json.dumps(summary, indent=2))
-    return _read_corpus(root)
-
-
-# Public names for other corpus builders (training/holdout_corpus.py reuses these helpers).
-run_command = _run
-verify_archive = _verify
-rasterise_svg = _rasterise_stamp
-render_job = _render_job
-read_corpus = _read_corpus
+    return read_corpus(root)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

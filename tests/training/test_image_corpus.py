@@ -99,9 +99,9 @@ def test_render_is_deterministic_and_sized(tmp_path: Path) -> None:
 def test_checksum_mismatch_is_refused(tmp_path: Path) -> None:
     archive = tmp_path / "simple-icons-0.0.0.tgz"
     archive.write_bytes(b"not the package")
-    assert C._verify(archive, None) == C.sha256_file(archive)
+    assert C.verify_archive(archive, None) == C.sha256_file(archive)
     with pytest.raises(C.CorpusError, match="checksum mismatch"):
-        C._verify(archive, "0" * 64)
+        C.verify_archive(archive, "0" * 64)
 
 
 def test_cache_location_can_be_overridden(monkeypatch: pytest.MonkeyPatch) -> None:
