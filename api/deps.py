@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.context import AppContext
 from api.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
-from store.db import finish_unit, session_scope
+from store.db import abandon_unit, finish_unit, session_scope
 from store.keys import ApiKeyRepository, hash_key
 
 # The dependencies below are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency
@@ -35,13 +35,6 @@ def _database_unavailable() -> ServiceUnavailable:
     )
 
 
-def _rollback_and_close(session: Session) -> None:
-    try:
-        session.rollback()
-    finally:
-        session.close()
-
-
 async def get_session(request: Request, ctx: ContextDep) -> AsyncIterator[Session]:
     """A request-scoped unit of work: commits before the response is sent, rolls back on error.
 
@@ -55,16 +48,16 @@ async def get_session(request: Request, ctx: ContextDep) -> AsyncIterator[Sessio
     try:
         yield session
     except OperationalError as exc:
-        await run_in_threadpool(_rollback_and_close, session)
+        await run_in_threadpool(abandon_unit, session)
         raise _database_unavailable() from exc
     except Exception:
-        await run_in_threadpool(_rollback_and_close, session)
+        await run_in_threadpool(abandon_unit, session)
         raise
     except BaseException:  # cancelled: no more awaiting
-        _rollback_and_close(session)
+        abandon_unit(session)
         raise
     if not session.in_transaction():
-        session.close()
+        abandon_unit(session)  # no I/O: nothing to roll back; removes blobs staged for nothing
         return
     try:
         await run_in_threadpool(finish_unit, session)

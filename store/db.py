@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
+
+from store.blobs import StagedBlob
+
+log = logging.getLogger("fakeguard.store")
+
+#: Session.info key of the blobs a unit of work staged.
+_STAGED_BLOBS = "fakeguard_staged_blobs"
 
 
 def normalise_url(url: str) -> str:
@@ -143,15 +151,56 @@ def make_session_factory(engine: Engine, *, writes: bool = True) -> sessionmaker
     return sessionmaker(bind=bind, expire_on_commit=False, autoflush=False)
 
 
+def stage_blobs(session: Session, staged: Iterable[StagedBlob | None]) -> None:
+    """Tie blobs written for this unit of work to its outcome (see :meth:`LocalBlobStore.stage`):
+    :func:`finish_unit` publishes them once the commit succeeded; a rollback removes them."""
+    pending: list[StagedBlob] = session.info.setdefault(_STAGED_BLOBS, [])
+    pending.extend(blob for blob in staged if blob is not None)
+
+
 def finish_unit(session: Session) -> None:
-    """End a unit of work that succeeded: commit (roll back if the commit fails), then close."""
+    """End a unit of work that succeeded: commit (roll back if the commit fails), then close.
+
+    Its staged blobs are published after the commit and removed if the commit is refused. When
+    the connection fails during the COMMIT itself the outcome is unknown: they are left under
+    their staged names, where reads of a committed row still find them.
+    """
+    staged: list[StagedBlob] = session.info.pop(_STAGED_BLOBS, [])
     try:
         session.commit()
+    except (OperationalError, InterfaceError):
+        session.rollback()
+        if staged:
+            log.warning("commit outcome unknown; %d staged blob(s) left in place", len(staged))
+        raise
     except BaseException:
         session.rollback()
+        _discard(staged)
         raise
     finally:
         session.close()
+    for blob in staged:
+        try:
+            blob.publish()
+        except OSError:  # still found under its staged name (LocalBlobStore.get)
+            log.exception("could not publish blob %s", blob.digest)
+
+
+def abandon_unit(session: Session) -> None:
+    """End a unit of work that failed: roll back, remove the blobs it staged, close."""
+    try:
+        session.rollback()
+    finally:
+        _discard(session.info.pop(_STAGED_BLOBS, []))
+        session.close()
+
+
+def _discard(staged: list[StagedBlob]) -> None:
+    for blob in staged:
+        try:
+            blob.discard()
+        except OSError:
+            log.exception("could not remove staged blob %s", blob.digest)
 
 
 @contextmanager
@@ -161,7 +210,6 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     try:
         yield session
     except BaseException:
-        session.rollback()
-        session.close()
+        abandon_unit(session)
         raise
     finish_unit(session)

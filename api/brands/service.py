@@ -26,6 +26,7 @@ from detector import images
 from store.audit import AuditRepository
 from store.blobs import BlobStoreError, sha256_hex
 from store.brands import BrandNameTaken, BrandRepository
+from store.db import stage_blobs
 from store.references import ReferenceRepository
 from store.tables import Brand, Reference
 
@@ -253,7 +254,8 @@ def upload_references(
             continue
         hashes = images.hash_reference(decoded)
         try:
-            ctx.blobs.put(data)
+            # Named for good when the request commits, removed if it does not (store.db).
+            stage_blobs(session, [ctx.blobs.stage(data, digest=digest)])
         except BlobStoreError as exc:
             raise ServiceUnavailable(
                 f"image storage is unavailable: {exc}", code="blob_store_unavailable"

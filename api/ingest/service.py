@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.orm import Session
 
 from api.context import AppContext
-from api.errors import ServiceUnavailable, Unprocessable
+from api.errors import FakeguardError, ServiceUnavailable, Unprocessable
 from api.ingest.engine import ScoringEngine
 from api.ingest.fetch import FetchError, fetch_image
 from api.ingest.schemas import (
@@ -32,8 +32,8 @@ from api.ingest.schemas import (
 from detector.artifacts import ArtifactError
 from detector.matching import ImageReport
 from detector.scorer import ImageEvidence, ImageMatch, ListingInput, ScoredListing
-from store.blobs import BlobStoreError
-from store.db import session_scope
+from store.blobs import BlobStoreError, StagedBlob
+from store.db import session_scope, stage_blobs
 from store.listings import ListingRepository, Snapshot, StoredVerdict, VerdictRecord
 from store.review import ReviewRepository
 from store.tables import ListingVersion
@@ -273,7 +273,7 @@ def score_listings(
             [_listing_input(w.body) for w in todo],
             [[_evidence(img) for img in w.images] for w in todo],
         )
-        _store_blobs(ctx, todo)
+        _store_blobs(session, ctx, todo)
         records = [
             (_snapshot(work), _record(result, scorer.model_version, catalog_version))
             for work, result in zip(todo, scored, strict=True)
@@ -295,8 +295,11 @@ def _match(engine: ScoringEngine, img: IncomingImage) -> ImageReport | tuple[str
         )
 
 
-def _store_blobs(ctx: AppContext, works: Sequence[Work]) -> None:
+def _store_blobs(session: Session, ctx: AppContext, works: Sequence[Work]) -> None:
     """The usable images' bytes, for the reviewer pages (content-addressed, stored once).
+
+    Staged in the request's unit of work: they take their names when it commits and are
+    removed when it does not (a database that fails leaves no bytes nothing refers to).
 
     Not fsynced one by one (``durable=False``): a listing image is evidence for reviewers,
     its hashes and verdict are in the database; after a machine crash an image written in
@@ -305,18 +308,27 @@ def _store_blobs(ctx: AppContext, works: Sequence[Work]) -> None:
     """
     images = [img for w in works for img in w.images if img.data is not None and img.error is None]
 
-    def put(img: IncomingImage) -> str:
+    def put(img: IncomingImage) -> StagedBlob | BlobStoreError | None:
+        # Every write is waited for (none left running) and staged, so none is left behind.
         assert img.data is not None
-        return ctx.blobs.put(img.data, digest=img.sha256, durable=False)
+        try:
+            return ctx.blobs.stage(img.data, digest=img.sha256, durable=False)
+        except BlobStoreError as exc:
+            return exc
 
-    try:
-        list(ctx.scoring.pool.map(put, images))
-    except BlobStoreError as exc:
-        raise ServiceUnavailable(
-            f"image storage is unavailable: {exc}",
-            code="blob_store_unavailable",
-            headers={"Retry-After": "30"},
-        ) from exc
+    staged = list(ctx.scoring.pool.map(put, images))
+    stage_blobs(session, (b for b in staged if isinstance(b, StagedBlob)))
+    failures = [b for b in staged if isinstance(b, BlobStoreError)]
+    if failures:
+        raise _blob_store_error(failures[0])
+
+
+def _blob_store_error(exc: BlobStoreError) -> FakeguardError:
+    return ServiceUnavailable(
+        f"image storage is unavailable: {exc}",
+        code="blob_store_unavailable",
+        headers={"Retry-After": "30"},
+    )
 
 
 def _snapshot(work: Work) -> Snapshot:
