@@ -109,6 +109,19 @@ class ServiceUnavailable(FakeguardError):
         super().__init__(detail, code=code, headers=headers, extra=extra)
 
 
+class InsufficientStorage(FakeguardError):
+    """507: no room to store the images (disk full or quota exceeded); nothing was stored.
+
+    Carries ``Retry-After``: the request can be sent again once storage has been freed."""
+
+    status_code = 507
+    code = "insufficient_storage"
+    retry_after = 60
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail, code=code, headers={"Retry-After": str(self.retry_after)})
+
+
 def error_responses(*errors: type[FakeguardError]) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route, so every error it can return shows in OpenAPI."""
     out: dict[int | str, dict[str, Any]] = {}
@@ -131,6 +144,7 @@ _STATUS_CODES = {
     422: "validation_error",
     429: "too_many_requests",
     503: "unavailable",
+    507: "insufficient_storage",
 }
 
 

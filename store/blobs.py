@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -17,12 +18,17 @@ class BlobStoreError(Exception):
     """The blob store could not store or read bytes (disk full, permissions, ...)."""
 
 
+class BlobStoreFull(BlobStoreError):
+    """No room for the bytes: the disk is full (ENOSPC) or the quota is exceeded (EDQUOT)."""
+
+
 #: Files a unit of work wrote and has not published yet (``.staged-<random>-<sha256>``).
 STAGED_PREFIX = ".staged-"
 
 
 def _write_error(exc: OSError) -> BlobStoreError:
-    return BlobStoreError(f"cannot write blob: {exc.strerror or exc}")
+    kind = BlobStoreFull if exc.errno in (errno.ENOSPC, errno.EDQUOT) else BlobStoreError
+    return kind(f"cannot write blob: {exc.strerror or exc}")
 
 
 class StagedBlob:

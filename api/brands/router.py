@@ -20,6 +20,7 @@ from api.deps import AdminKey, BrandKey, ContextDep, Principal, SessionDep, requ
 from api.errors import (
     AUTH_ERRORS,
     Conflict,
+    InsufficientStorage,
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
@@ -87,7 +88,12 @@ def delete_brand(brand_id: str, session: SessionDep, ctx: ContextDep, admin: Adm
     status_code=status.HTTP_201_CREATED,
     response_model=UploadResult,
     responses=error_responses(
-        *AUTH_ERRORS, NotFound, PayloadTooLarge, Unprocessable, ServiceUnavailable
+        *AUTH_ERRORS,
+        NotFound,
+        PayloadTooLarge,
+        Unprocessable,
+        ServiceUnavailable,
+        InsufficientStorage,
     ),
 )
 def upload_references(

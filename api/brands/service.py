@@ -21,10 +21,16 @@ from api.brands.schemas import (
 from api.catalog import after_commit
 from api.context import AppContext
 from api.deps import Principal
-from api.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
+from api.errors import (
+    Conflict,
+    InsufficientStorage,
+    NotFound,
+    ServiceUnavailable,
+    Unprocessable,
+)
 from detector import images
 from store.audit import AuditRepository
-from store.blobs import BlobStoreError, sha256_hex
+from store.blobs import BlobStoreError, BlobStoreFull, sha256_hex
 from store.brands import BrandNameTaken, BrandRepository
 from store.db import stage_blobs
 from store.references import ReferenceRepository
@@ -256,6 +262,8 @@ def upload_references(
         try:
             # Named for good when the request commits, removed if it does not (store.db).
             stage_blobs(session, [ctx.blobs.stage(data, digest=digest)])
+        except BlobStoreFull as exc:
+            raise InsufficientStorage(f"no room to store the image: {exc}") from exc
         except BlobStoreError as exc:
             raise ServiceUnavailable(
                 f"image storage is unavailable: {exc}", code="blob_store_unavailable"

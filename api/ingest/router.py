@@ -7,7 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 
 from api.deps import ContextDep, IngestKey, Principal, SessionDep, require_role
-from api.errors import AUTH_ERRORS, NotFound, ServiceUnavailable, Unprocessable, error_responses
+from api.errors import (
+    AUTH_ERRORS,
+    InsufficientStorage,
+    NotFound,
+    ServiceUnavailable,
+    Unprocessable,
+    error_responses,
+)
 from api.ingest import service
 from api.ingest.schemas import BatchIn, BatchOut, ListingHistory, ListingIn, Verdict
 from api.responses import json_response
@@ -20,7 +27,7 @@ ListingReader = Annotated[Principal, Depends(require_role("ingest", "reviewer"))
 @router.post(
     "/score",
     response_model=Verdict,
-    responses=error_responses(*AUTH_ERRORS, Unprocessable, ServiceUnavailable),
+    responses=error_responses(*AUTH_ERRORS, Unprocessable, ServiceUnavailable, InsufficientStorage),
 )
 def score(body: ListingIn, session: SessionDep, ctx: ContextDep, _: IngestKey) -> Response:
     """Score one listing: score, decision and reasons. Idempotent on the listing's content."""
@@ -32,7 +39,7 @@ def score(body: ListingIn, session: SessionDep, ctx: ContextDep, _: IngestKey) -
 @router.post(
     "/score-batch",
     response_model=BatchOut,
-    responses=error_responses(*AUTH_ERRORS, Unprocessable, ServiceUnavailable),
+    responses=error_responses(*AUTH_ERRORS, Unprocessable, ServiceUnavailable, InsufficientStorage),
 )
 def score_batch(body: BatchIn, session: SessionDep, ctx: ContextDep, _: IngestKey) -> Response:
     """Score up to ``max_batch_listings`` listings; results in the same order, an item that

@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.orm import Session
 
 from api.context import AppContext
-from api.errors import FakeguardError, ServiceUnavailable, Unprocessable
+from api.errors import FakeguardError, InsufficientStorage, ServiceUnavailable, Unprocessable
 from api.ingest.engine import ScoringEngine
 from api.ingest.fetch import FetchError, fetch_image
 from api.ingest.schemas import (
@@ -32,7 +32,7 @@ from api.ingest.schemas import (
 from detector.artifacts import ArtifactError
 from detector.matching import ImageReport
 from detector.scorer import ImageEvidence, ImageMatch, ListingInput, ScoredListing
-from store.blobs import BlobStoreError, StagedBlob
+from store.blobs import BlobStoreError, BlobStoreFull, StagedBlob
 from store.db import session_scope, stage_blobs
 from store.listings import ListingRepository, Snapshot, StoredVerdict, VerdictRecord
 from store.review import ReviewRepository
@@ -324,6 +324,8 @@ def _store_blobs(session: Session, ctx: AppContext, works: Sequence[Work]) -> No
 
 
 def _blob_store_error(exc: BlobStoreError) -> FakeguardError:
+    if isinstance(exc, BlobStoreFull):
+        return InsufficientStorage(f"no room to store the images: {exc}")
     return ServiceUnavailable(
         f"image storage is unavailable: {exc}",
         code="blob_store_unavailable",

@@ -4,7 +4,8 @@ Tests run as root, where ``chmod 0o500`` does not stop writes, so the directory 
 unwritable in ways that hold for root too: replaced by a regular file, a read-only filesystem
 mounted over it, a filesystem that is full (the two mounts need the right to mount; skipped
 without it). Expected: anything that must store image bytes answers 503
-``blob_store_unavailable`` with ``Retry-After`` in the one error shape, nothing is stored that
+``blob_store_unavailable`` with ``Retry-After`` in the one error shape (507
+``insufficient_storage`` when the filesystem is full), nothing is stored that
 refers to bytes the blob store does not have, text-only listings are still scored, and once the
 directory is writable again everything works without a restart.
 """
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select
@@ -117,6 +119,17 @@ def no_orphan_rows(db_url: str, blobs: LocalBlobStore) -> None:
         assert blobs.get(sha) is not None, sha
 
 
+def refused(r: httpx.Response, fault: str) -> None:
+    """503 ``blob_store_unavailable``; 507 ``insufficient_storage`` when there is no room."""
+    if fault == "disk_full":
+        assert r.status_code == 507, r.text
+        assert r.json()["error"] == "insufficient_storage", r.json()
+        assert int(r.headers["Retry-After"]) > 0
+    else:
+        assert_unavailable(r)
+        assert r.json()["error"] == "blob_store_unavailable", r.json()
+
+
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_unwritable_blob_directory(
     client: TestClient, db_url: str, tmp_path: Path, fault: str
@@ -131,19 +144,17 @@ def test_unwritable_blob_directory(
     blobs = tmp_path / "blobs"
     with FAULTS[fault](blobs):
         r = client.post("/v1/listings/score", json=_listing(1, True), headers=ingest)
-        assert_unavailable(r)
-        assert r.json()["error"] == "blob_store_unavailable", r.json()
+        refused(r, fault)
         batch = {"listings": [_listing(2, False), _listing(3, True)]}
         r = client.post("/v1/listings/score-batch", json=batch, headers=ingest)
-        assert_unavailable(r)
+        refused(r, fault)
         photo = product_photo(42, 400)
         r = client.post(
             f"/v1/brands/{brand}/references",
             files=[("files", ("a.jpg", photo, "image/jpeg"))],
             headers=admin,
         )
-        assert_unavailable(r)
-        assert r.json()["error"] == "blob_store_unavailable", r.json()
+        refused(r, fault)
         assert count_rows(db_url, tables) == before  # nothing that needs the missing bytes
         text_only = client.post("/v1/listings/score", json=_listing(4, False), headers=ingest)
         assert text_only.status_code == 200, text_only.text  # needs no bytes: still scored
