@@ -31,7 +31,7 @@ from detector.images import ImageLimits
 from detector.scorer import Thresholds
 from detector.signals import ExchangeRates
 from store.blobs import LocalBlobStore
-from store.db import make_engine, make_session_factory, session_scope
+from store.db import PgTimeouts, make_engine, make_session_factory, session_scope
 from store.keys import ApiKeyRepository
 from store.migrate import upgrade
 
@@ -71,7 +71,12 @@ def build_context(settings: Settings, metrics: Metrics | None = None) -> AppCont
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.migrate_on_start:
         upgrade(settings.db_url)
-    engine = make_engine(settings.db_url, pool_size=settings.db_pool_size)
+    timeouts = PgTimeouts(
+        connect_seconds=settings.db_connect_timeout_seconds,
+        keepalive_seconds=settings.db_keepalive_seconds,
+        statement_seconds=settings.db_statement_timeout_seconds,
+    )
+    engine = make_engine(settings.db_url, pool_size=settings.db_pool_size, pg_timeouts=timeouts)
     sessions = make_session_factory(engine)
     read_sessions = make_session_factory(engine, writes=False)
     blobs = LocalBlobStore(settings.blobs_path)

@@ -73,6 +73,12 @@ class Settings(BaseSettings):
 
     #: Database connection pool size per worker (PostgreSQL).
     db_pool_size: int = Field(default=10, gt=0)
+    #: PostgreSQL client bounds (store.db.PgTimeouts): opening a connection, noticing a
+    #: connection whose server is gone (about 4x this), and the server-side statement timeout
+    #: (0: none). Whatever exceeds them answers 503 with Retry-After.
+    db_connect_timeout_seconds: int = Field(default=5, ge=1, le=600)
+    db_keepalive_seconds: int = Field(default=10, ge=1, le=3600)
+    db_statement_timeout_seconds: float = Field(default=30.0, ge=0, le=86_400)
     #: Run migrations when the app starts (``fakeguard serve`` migrates before it listens).
     migrate_on_start: bool = False
     #: Log level of the fakeguard loggers.

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -33,9 +34,15 @@ def normalise_url(url: str) -> str:
 
 
 def make_engine(
-    url: str, *, pool_size: int = 10, echo: bool = False, null_pool: bool = False
+    url: str,
+    *,
+    pool_size: int = 10,
+    echo: bool = False,
+    null_pool: bool = False,
+    pg_timeouts: PgTimeouts | None = None,
 ) -> Engine:
-    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout."""
+    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout, PostgreSQL the
+    client-side bounds of ``pg_timeouts`` (defaults: :class:`PgTimeouts`)."""
     url = normalise_url(url)
     kwargs: dict[str, Any] = {"echo": echo, "future": True}
     if url.startswith("sqlite"):
@@ -44,10 +51,10 @@ def make_engine(
         kwargs["poolclass"] = NullPool
     elif not url.startswith("sqlite"):
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
-    if not url.startswith("sqlite") and "connect_timeout" not in make_url(url).query:
-        # libpq waits without end for a server that accepts the connection and never answers
-        # (a host that stopped responding): requests would hang instead of answering 503.
-        kwargs.setdefault("connect_args", {})["connect_timeout"] = PG_CONNECT_TIMEOUT_SECONDS
+    if not url.startswith("sqlite"):
+        given = make_url(url).query  # parameters in the URL win
+        args = (pg_timeouts or PgTimeouts()).connect_args()
+        kwargs["connect_args"] = {k: v for k, v in args.items() if k not in given}
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
 
@@ -104,6 +111,41 @@ def make_engine(
 
 #: How long opening a PostgreSQL connection may take (unless the URL sets ``connect_timeout``).
 PG_CONNECT_TIMEOUT_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class PgTimeouts:
+    """Bounds on how long a PostgreSQL client waits, so a request answers instead of hanging.
+
+    ``connect_seconds``: libpq waits without end for a server that accepts the connection and
+    never answers (a host that stopped responding). ``keepalive_seconds``: a connection whose
+    peer is gone (host down, network cut) is noticed after about four times this (TCP
+    keepalive probes while idle, ``tcp_user_timeout`` while data is unacknowledged), instead of
+    the kernel's two hours or more. ``statement_seconds`` (0: none): the server cancels a
+    statement running or waiting for a lock longer than this. None bounds a server process that
+    is stopped while its host still acknowledges the bytes (no client-side statement timeout in
+    libpq); its clients wait for the kernel or an operator.
+    """
+
+    connect_seconds: int = PG_CONNECT_TIMEOUT_SECONDS
+    keepalive_seconds: int = 10
+    statement_seconds: float = 0.0
+
+    def connect_args(self) -> dict[str, Any]:
+        """libpq connection parameters (psycopg 3)."""
+        args: dict[str, Any] = {
+            "connect_timeout": self.connect_seconds,
+            "keepalives": 1,
+            "keepalives_idle": self.keepalive_seconds,
+            "keepalives_interval": self.keepalive_seconds,
+            "keepalives_count": 3,
+            "tcp_user_timeout": self.keepalive_seconds * 4 * 1000,
+        }
+        if self.statement_seconds > 0:
+            millis = max(1, round(self.statement_seconds * 1000))
+            args["options"] = f"-c statement_timeout={millis}"
+        return args
+
 
 #: How long a SQLite writer waits for the write lock before "database is locked".
 SQLITE_BUSY_SECONDS = 30.0
