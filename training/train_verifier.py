@@ -637,12 +637,12 @@ def build_pairs(
 
 #: ``--learner monotone-hgb``: features along which, everything else equal, a pair is no less
 #: (1) or no more (-1) likely a copy: more keypoints agreeing or more of the reference's structure
-#: reproduced, less of it missing. Measured at 2026-11-30 (see the README): out of fold steadier
-#: (0.90-0.92 acceptance at 0.997 hard-negative rejection over five fold assignments, against
-#: 0.83-0.90 for the default learner) and +15/+18 large-caption copies on a third of the grid, but
-#: 14 false matches instead of 5 on the grid's negatives: products without a faint dark mark
-#: whose removal the comparison's fixed grey-level thresholds do not see, so every feature says
-#: "identical" and only the default model's tree interactions happened to reject them.
+#: reproduced, less of it missing. Measured at 2026-11-30 with --threshold-foldings 5 and
+#: --check-attacked-negatives (see the README): out of fold 0.905-0.913 acceptance at the median
+#: threshold (0.82-0.90 for the default learner), +17/+18 large-caption copies on a third of the
+#: grid, but 16 false matches instead of 5 on the grid's negatives: products without a faint dark
+#: mark whose removal the comparison's fixed grey-level thresholds do not see, so every feature
+#: says "identical" and only the default model's tree interactions happened to reject them.
 MONOTONE: dict[str, int] = {
     "log_inliers": 1,
     "inlier_ratio": 1,
