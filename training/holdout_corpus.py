@@ -34,8 +34,6 @@ Run: ``python -m training.holdout_corpus [--small] [--cache DIR] [--force]``; ev
 
 from __future__ import annotations
 
-import argparse
-import csv
 import hashlib
 import importlib.metadata
 import io
@@ -46,9 +44,8 @@ import random
 import shutil
 import subprocess
 import tarfile
-import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -57,15 +54,17 @@ from typing import Any
 from PIL import Image, ImageStat
 
 from training.image_corpus import (
-    MANIFEST_FIELDS,
     Corpus,
     CorpusError,
     Spec,
+    corpus_cli,
     rasterise_svg,
     read_corpus,
-    render_job,
+    render_all,
+    reuse_if_current,
     run_command,
     verify_archive,
+    write_manifest_csv,
 )
 
 logger = logging.getLogger(__name__)
@@ -924,60 +923,27 @@ def build_holdout(
     root = cache_dir / ("holdout-small" if small else "holdout-full")
     config = _config(small, seed, sources)
     manifest_json = root / "manifest.json"
-    if not force and manifest_json.exists():
-        if json.loads(manifest_json.read_text()).get("config") == config:
-            corpus = read_corpus(root)
-            if all(i.path.exists() for i in corpus.images):
-                logger.info("reusing holdout corpus in %s (%d images)", root, len(corpus.images))
-                return corpus
-        logger.info("holdout corpus in %s is stale: rebuilding", root)
-    shutil.rmtree(root, ignore_errors=True)
-    for role in ("reference", "hard_negative", "distractor"):
-        (root / "images" / role).mkdir(parents=True)
+    reused = reuse_if_current(root, config, force)
+    if reused is not None:
+        return reused
     specs = make_specs(sources.marks, sources.items, sources.photos, SMALL if small else FULL, seed)
-    jobs = [
-        (s, str(sources.marks_dir), str(root / "images" / s.role / f"{s.image_id}.jpg"))
-        for s in specs
-    ]
-    digests: dict[str, str] = {}
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-        results: Iterable[tuple[str, str]] = pool.map(render_job, jobs, chunksize=8)
-        if progress:
-            from tqdm import tqdm
-
-            results = tqdm(results, total=len(jobs), desc="rendering holdout", unit="img")
-        for image_id, digest in results:
-            digests[image_id] = digest
+    digests = render_all(specs, sources.marks_dir, root, workers, progress, "rendering holdout")
     rows = manifest_rows(specs, digests, sources)
-    with (root / "manifest.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_manifest_csv(root, rows)
     manifest_json.write_text(json.dumps(manifest_summary(rows, config, sources), indent=2))
     return read_corpus(root)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--small", action="store_true", help="a small corpus for quick checks")
-    parser.add_argument(
-        "--cache", help=f"cache directory (default ${CACHE_ENV} or {DEFAULT_CACHE})"
+    return corpus_cli(
+        argv,
+        description=__doc__.splitlines()[0] if __doc__ else "",
+        build=build_holdout,
+        default_seed=DEFAULT_SEED,
+        cache_help=f"cache directory (default ${CACHE_ENV} or {DEFAULT_CACHE})",
+        note=HOLDOUT_NOTE,
+        summary_key="marks",
     )
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
-    parser.add_argument("--workers", type=int, default=None)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    started = time.perf_counter()
-    corpus = build_holdout(
-        args.cache, small=args.small, seed=args.seed, force=args.force, workers=args.workers
-    )
-    summary = json.loads((corpus.root / "manifest.json").read_text())
-    print(f"{HOLDOUT_NOTE}\ncorpus: {corpus.root}")
-    for key, value in sorted(summary["counts"].items()):
-        print(f"  {key:40s} {value}")
-    print(f"  reference marks: {summary['marks']}; {time.perf_counter() - started:.1f} s")
-    return 0
 
 
 if __name__ == "__main__":

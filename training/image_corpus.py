@@ -46,7 +46,7 @@ import shutil
 import subprocess
 import tarfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -1034,6 +1034,52 @@ def read_corpus(root: Path) -> Corpus:
     return Corpus(root, tuple(images))
 
 
+def reuse_if_current(root: Path, config: dict[str, Any], force: bool) -> Corpus | None:
+    """The corpus built in ``root`` if its recorded config is ``config`` and every image is
+    there; otherwise None, with ``root`` emptied and its role folders made for a rebuild."""
+    manifest_json = root / "manifest.json"
+    if not force and manifest_json.exists():
+        if json.loads(manifest_json.read_text()).get("config") == config:
+            corpus = read_corpus(root)
+            if all(i.path.exists() for i in corpus.images):
+                logger.info("reusing corpus in %s (%d images)", root, len(corpus.images))
+                return corpus
+        logger.info("corpus in %s is stale: rebuilding", root)
+    shutil.rmtree(root, ignore_errors=True)
+    for role in ("reference", "hard_negative", "distractor"):
+        (root / "images" / role).mkdir(parents=True)
+    return None
+
+
+def render_all(
+    specs: Sequence[Spec],
+    marks_dir: Path,
+    root: Path,
+    workers: int | None,
+    progress: bool,
+    desc: str,
+) -> dict[str, str]:
+    """Render every spec to ``root/images/<role>/<id>.jpg`` in worker processes: id -> sha256."""
+    jobs = [(s, str(marks_dir), str(root / "images" / s.role / f"{s.image_id}.jpg")) for s in specs]
+    digests: dict[str, str] = {}
+    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+        results: Iterable[tuple[str, str]] = pool.map(render_job, jobs, chunksize=8)
+        if progress:
+            from tqdm import tqdm
+
+            results = tqdm(results, total=len(jobs), desc=desc, unit="img")
+        for image_id, digest in results:
+            digests[image_id] = digest
+    return digests
+
+
+def write_manifest_csv(root: Path, rows: Sequence[dict[str, str]]) -> None:
+    with (root / "manifest.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def build_corpus(
     cache: str | os.PathLike[str] | None = None,
     *,
@@ -1049,44 +1095,20 @@ def build_corpus(
     root = cache_dir / ("corpus-small" if small else "corpus-full")
     config = _config(small, seed, sources)
     manifest_json = root / "manifest.json"
-    if not force and manifest_json.exists():
-        stored = json.loads(manifest_json.read_text())
-        if stored.get("config") == config:
-            corpus = read_corpus(root)
-            if all(i.path.exists() for i in corpus.images):
-                logger.info("reusing corpus in %s (%d images)", root, len(corpus.images))
-                return corpus
-        logger.info("corpus in %s is stale: rebuilding", root)
-    shutil.rmtree(root, ignore_errors=True)
-    for role in ("reference", "hard_negative", "distractor"):
-        (root / "images" / role).mkdir(parents=True)
-
+    reused = reuse_if_current(root, config, force)
+    if reused is not None:
+        return reused
     started = time.perf_counter()
     icons = load_icons(sources)
     stamps = load_stamps(sources)
     specs = make_specs(icons, stamps, sources.photos, SMALL if small else FULL, seed)
-    jobs = [
-        (s, str(sources.icons_dir), str(root / "images" / s.role / f"{s.image_id}.jpg"))
-        for s in specs
-    ]
-    digests: dict[str, str] = {}
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-        results: Iterable[tuple[str, str]] = pool.map(render_job, jobs, chunksize=8)
-        if progress:
-            from tqdm import tqdm
-
-            results = tqdm(results, total=len(jobs), desc="rendering corpus", unit="img")
-        for image_id, digest in results:
-            digests[image_id] = digest
+    digests = render_all(specs, sources.icons_dir, root, workers, progress, "rendering corpus")
     elapsed = time.perf_counter() - started
 
     packages = {p["name"]: p for p in sources.packages}
     photos = {p["name"]: p for p in sources.photos}
     rows = [_manifest_row(s, digests[s.image_id], icons, packages, photos) for s in specs]
-    with (root / "manifest.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_manifest_csv(root, rows)
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["role"]] = counts.get(row["role"], 0) + 1
@@ -1105,27 +1127,49 @@ def build_corpus(
     return read_corpus(root)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+def corpus_cli(
+    argv: Sequence[str] | None,
+    *,
+    description: str,
+    build: Callable[..., Corpus],
+    default_seed: int,
+    cache_help: str,
+    note: str,
+    summary_key: str,
+) -> int:
+    """The command line of a corpus builder: build (or reuse), then print what is in it."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--small", action="store_true", help="a small corpus for quick checks")
-    parser.add_argument(
-        "--cache", help=f"cache directory (default ${CACHE_ENV} or {DEFAULT_CACHE})"
-    )
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--cache", help=cache_help)
+    parser.add_argument("--seed", type=int, default=default_seed)
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     started = time.perf_counter()
-    corpus = build_corpus(
+    corpus = build(
         args.cache, small=args.small, seed=args.seed, force=args.force, workers=args.workers
     )
     summary = json.loads((corpus.root / "manifest.json").read_text())
-    print(f"{SYNTHETIC_NOTE}\ncorpus: {corpus.root}")
+    print(f"{note}\ncorpus: {corpus.root}")
     for key, value in sorted(summary["counts"].items()):
         print(f"  {key:40s} {value}")
-    print(f"  reference brands: {summary['brands']}; {time.perf_counter() - started:.1f} s")
+    print(
+        f"  reference {summary_key}: {summary[summary_key]}; {time.perf_counter() - started:.1f} s"
+    )
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return corpus_cli(
+        argv,
+        description=__doc__.splitlines()[0] if __doc__ else "",
+        build=build_corpus,
+        default_seed=DEFAULT_SEED,
+        cache_help=f"cache directory (default ${CACHE_ENV} or {DEFAULT_CACHE})",
+        note=SYNTHETIC_NOTE,
+        summary_key="brands",
+    )
 
 
 if __name__ == "__main__":
