@@ -8,9 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from tests.api.conftest import models_dir  # noqa: F401  (the session's text model)
+from api.app import create_app
+from tests.api.conftest import (
+    make_settings,
+    models_dir,  # noqa: F401  (the session's text model)
+)
 from tests.conftest import PG_ENV, _Template, _templates
 
 #: Everything one scored listing may write.
@@ -40,3 +45,11 @@ def count_rows(url: str, tables: tuple[str, ...] = SCORING_TABLES) -> dict[str, 
             }
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def client(db_url: str, tmp_path: Path, models_dir: Path) -> Iterator[TestClient]:  # noqa: F811
+    """The app on ``db_url`` with its blob store in ``tmp_path / "blobs"`` (5xx as responses)."""
+    settings = make_settings(db_url, tmp_path, models_dir=models_dir, blob_dir=tmp_path / "blobs")
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        yield c

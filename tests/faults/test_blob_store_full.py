@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,21 +20,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 import store.blobs
-from api.app import create_app
 from store.blobs import LocalBlobStore, sha256_hex
-from tests.api.conftest import ADMIN_KEY, make_settings
+from tests.api.conftest import ADMIN_KEY
 from tests.faults.conftest import count_rows
 from tests.faults.test_blob_store_unwritable import _listing, no_orphan_rows
 from tests.support.images import product_photo
 
 TABLES = ("listings", "listing_versions", "verdicts", "review_items", "reference_images")
-
-
-@pytest.fixture
-def client(db_url: str, tmp_path: Path, models_dir: Path) -> Iterator[TestClient]:
-    settings = make_settings(db_url, tmp_path, models_dir=models_dir, blob_dir=tmp_path / "blobs")
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
-        yield c
 
 
 class _NoRoom:

@@ -25,10 +25,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select
 
-from api.app import create_app
 from store.blobs import LocalBlobStore
 from store.tables import ListingVersion, Reference
-from tests.api.conftest import ADMIN_KEY, make_settings
+from tests.api.conftest import ADMIN_KEY
 from tests.faults.conftest import count_rows
 from tests.faults.test_database_outage import assert_unavailable
 from tests.support.images import product_photo
@@ -83,13 +82,6 @@ FAULTS: dict[str, Callable[[Path], contextlib.AbstractContextManager[None]]] = {
     "read_only_filesystem": read_only_filesystem,
     "disk_full": full_filesystem,
 }
-
-
-@pytest.fixture
-def client(db_url: str, tmp_path: Path, models_dir: Path) -> Iterator[TestClient]:
-    settings = make_settings(db_url, tmp_path, models_dir=models_dir, blob_dir=tmp_path / "blobs")
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
-        yield c
 
 
 def _auth(key: str) -> dict[str, str]:

@@ -10,7 +10,6 @@ fails leaves no file behind, and never removes bytes a committed row refers to.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,25 +17,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 
-from api.app import create_app
 from store.blobs import LocalBlobStore, sha256_hex
 from store.listings import ListingRepository
 from store.references import ReferenceRepository
-from tests.api.conftest import ADMIN_KEY, make_settings
-from tests.faults.test_blob_store_unwritable import no_orphan_rows
+from tests.api.conftest import ADMIN_KEY
+from tests.faults.test_blob_store_unwritable import _auth, no_orphan_rows
 from tests.faults.test_database_outage import assert_unavailable
 from tests.support.images import product_photo
-
-
-@pytest.fixture
-def client(db_url: str, tmp_path: Path, models_dir: Path) -> Iterator[TestClient]:
-    settings = make_settings(db_url, tmp_path, models_dir=models_dir, blob_dir=tmp_path / "blobs")
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
-        yield c
-
-
-def _auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def _ingest(client: TestClient) -> dict[str, str]:
