@@ -35,7 +35,6 @@ Run: ``python -m training.holdout_corpus [--small] [--cache DIR] [--force]``; ev
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import io
 import json
 import logging
@@ -61,7 +60,9 @@ from training.image_corpus import (
     rasterise_svg,
     read_corpus,
     render_all,
+    rendering_libraries,
     reuse_if_current,
+    role_counts,
     run_command,
     verify_archive,
     write_manifest_csv,
@@ -876,10 +877,7 @@ def manifest_rows(
 def manifest_summary(
     rows: Sequence[dict[str, Any]], config: dict[str, Any], sources: Sources
 ) -> dict[str, Any]:
-    counts: dict[str, int] = {}
-    for row in rows:
-        for key in (row["role"], f"{row['role']}/{row['kind']}"):
-            counts[key] = counts.get(key, 0) + 1
+    counts = role_counts(rows)
     return {
         "note": HOLDOUT_NOTE,
         "synthetic": True,
@@ -893,12 +891,7 @@ def manifest_summary(
 
 
 def _config(small: bool, seed: int, sources: Sources) -> dict[str, Any]:
-    libs = {}
-    for lib in ("pillow", "resvg-py"):
-        try:
-            libs[lib] = importlib.metadata.version(lib)
-        except importlib.metadata.PackageNotFoundError:
-            libs[lib] = "absent"
+    libs = rendering_libraries()
     return {
         "generator_version": GENERATOR_VERSION,
         "small": small,

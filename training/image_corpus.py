@@ -997,13 +997,28 @@ def _manifest_row(
     }
 
 
-def _config(small: bool, seed: int, sources: Sources) -> dict[str, Any]:
+def rendering_libraries() -> dict[str, str]:
+    """Versions of the libraries a rendering depends on (part of a corpus's config)."""
     libs = {}
     for lib in ("pillow", "resvg-py"):
         try:
             libs[lib] = importlib.metadata.version(lib)
         except importlib.metadata.PackageNotFoundError:
             libs[lib] = "absent"
+    return libs
+
+
+def role_counts(rows: Sequence[dict[str, str]]) -> dict[str, int]:
+    """Images per role and per role/kind, for a manifest summary."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        for key in (row["role"], f"{row['role']}/{row['kind']}"):
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _config(small: bool, seed: int, sources: Sources) -> dict[str, Any]:
+    libs = rendering_libraries()
     return {
         "generator_version": GENERATOR_VERSION,
         "small": small,
@@ -1109,10 +1124,7 @@ def build_corpus(
     photos = {p["name"]: p for p in sources.photos}
     rows = [_manifest_row(s, digests[s.image_id], icons, packages, photos) for s in specs]
     write_manifest_csv(root, rows)
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["role"]] = counts.get(row["role"], 0) + 1
-        counts[f"{row['role']}/{row['kind']}"] = counts.get(f"{row['role']}/{row['kind']}", 0) + 1
+    counts = role_counts(rows)
     summary = {
         "note": SYNTHETIC_NOTE,
         "config": config,
