@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from functools import partial
+from typing import Annotated, Concatenate, ParamSpec, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy.exc import OperationalError
@@ -67,6 +68,46 @@ async def get_session(request: Request, ctx: ContextDep) -> AsyncIterator[Sessio
 
 # scope="function": the commit happens before the response, so a failed commit is never a 2xx.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class UnitOfWork:
+    """The request's writing unit of work for an ``async`` route: :meth:`run` does the work and
+    its COMMIT in one thread-pool hop.
+
+    With :data:`SessionDep` a plain ``def`` route works in one thread and its session commits
+    after the route has returned to the event loop and been sent to the thread pool again; the
+    transaction (on SQLite: the write lock, which every other writer waits for) stays open
+    through both hops. Here it ends in the thread that wrote it. Errors are handled as for
+    :data:`SessionDep` (which this wraps): a failed COMMIT answers 503, anything raised rolls
+    back, and a unit the work never used is not committed.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    async def run(
+        self, work: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``work(session, *args, **kwargs)``, then the commit, in a worker thread."""
+        return await run_in_threadpool(
+            self._finish_after, partial(work, self.session, *args, **kwargs)
+        )
+
+    def _finish_after(self, call: Callable[[], T]) -> T:
+        result = call()
+        if self.session.in_transaction():
+            finish_unit(self.session)  # closes it: get_session has nothing left to do
+        return result
+
+
+async def get_unit_of_work(session: SessionDep) -> UnitOfWork:
+    return UnitOfWork(session)
+
+
+UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_unit_of_work)]
 
 
 @dataclass(frozen=True)

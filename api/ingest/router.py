@@ -6,7 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
-from api.deps import ContextDep, IngestKey, Principal, SessionDep, require_role
+from api.deps import (
+    ContextDep,
+    IngestKey,
+    Principal,
+    SessionDep,
+    UnitOfWorkDep,
+    require_role,
+)
 from api.errors import (
     AUTH_ERRORS,
     InsufficientStorage,
@@ -29,9 +36,9 @@ ListingReader = Annotated[Principal, Depends(require_role("ingest", "reviewer"))
     response_model=Verdict,
     responses=error_responses(*AUTH_ERRORS, Unprocessable, ServiceUnavailable, InsufficientStorage),
 )
-def score(body: ListingIn, session: SessionDep, ctx: ContextDep, _: IngestKey) -> Response:
+async def score(body: ListingIn, unit: UnitOfWorkDep, ctx: ContextDep, _: IngestKey) -> Response:
     """Score one listing: score, decision and reasons. Idempotent on the listing's content."""
-    verdict = service.score_one(session, ctx, body)
+    verdict = await unit.run(service.score_one, ctx, body)
     ctx.metrics.verdicts([verdict])
     return json_response(verdict)
 
@@ -41,7 +48,9 @@ def score(body: ListingIn, session: SessionDep, ctx: ContextDep, _: IngestKey) -
     response_model=BatchOut,
     responses=error_responses(*AUTH_ERRORS, Unprocessable, ServiceUnavailable, InsufficientStorage),
 )
-def score_batch(body: BatchIn, session: SessionDep, ctx: ContextDep, _: IngestKey) -> Response:
+async def score_batch(
+    body: BatchIn, unit: UnitOfWorkDep, ctx: ContextDep, _: IngestKey
+) -> Response:
     """Score up to ``max_batch_listings`` listings; results in the same order, an item that
     cannot be scored gets its own error entry."""
     limit = ctx.settings.max_batch_listings
@@ -50,7 +59,7 @@ def score_batch(body: BatchIn, session: SessionDep, ctx: ContextDep, _: IngestKe
             f"{len(body.listings)} listings in one batch; the limit is {limit}",
             code="batch_too_large",
         )
-    results = service.score_listings(session, ctx, body.listings)
+    results = await unit.run(service.score_listings, ctx, body.listings)
     ctx.metrics.verdicts([r for r in results if isinstance(r, Verdict)])
     return json_response(BatchOut(results=results))
 
