@@ -267,3 +267,27 @@ def test_base64_accepts_what_strict_binascii_accepts() -> None:
         except ValueError as exc:
             got = str(exc)
         assert got == expected, text
+
+
+def test_a_single_listing_stored_meanwhile_is_answered_with_the_stored_verdict(
+    api: Api, monkeypatch: Any
+) -> None:
+    """The retry check misses (another request stored the same content after it): the write
+    fails on the unique content, is undone, and the stored verdict is the answer."""
+    from api.ingest import service
+    from api.ingest.schemas import ListingIn
+    from store.listings import ListingRepository
+
+    first = api.call("POST", "/v1/listings/score", json=listing("M1")).json()
+    monkeypatch.setattr(ListingRepository, "existing_verdicts", lambda self, keys: {})
+    ctx = api.client.app.state.ctx  # type: ignore[attr-defined]
+    session = ctx.sessions()
+    try:
+        again = service.score_one(session, ctx, ListingIn(**listing("M1")))
+        session.commit()
+    finally:
+        session.close()
+    assert again.cached and again.verdict_id == first["verdict_id"]
+    monkeypatch.undo()
+    versions = api.call("GET", "/v1/listings/M1").json()["versions"]
+    assert [v["verdict"]["verdict_id"] for v in versions] == [first["verdict_id"]]
