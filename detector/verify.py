@@ -127,6 +127,7 @@ FEATURES: tuple[str, ...] = (
     "n_regions",
     "regions_spread",
     "missing_under_paint",
+    "flattened",
 )
 
 
@@ -525,6 +526,90 @@ def _colour_lost(
     return float(np.max(np.where(ok, l_sum / np.maximum(s_sum, 1.0), 0.0)))
 
 
+#: A reference cell holds structure, faint included, when its tone-mapped 3x3 range exceeds this
+#: many grey levels (or CIE a*/b* units) ...
+FAINT_RANGE = 6.0
+#: ... and the query has flattened it when its own 3x3 range there is below this share of it.
+FAINT_KEPT = 0.35
+#: Side of the window (fraction of the grid's longer side) in which flattened structure is
+#: counted: about a small mark's size.
+FAINT_WINDOW = 0.10
+#: Gaussian blurs (grid cells) tried on the reference to match a softer query.
+BLUR_STEPS = (0.5, 0.8, 1.2, 1.7, 2.4)
+#: More than this share of a mark-sized window flattened: the reference's mark has been taken
+#: off, and the pair is rejected whatever the model says (see :func:`_flattened`).
+FLATTENED_VETO = 0.5
+
+
+def _matched_blur(pred: F32, query: F32, kept_edges: npt.NDArray[np.bool_]) -> float:
+    """Gaussian sigma (grid cells) that makes the reference as soft as the query.
+
+    Measured on the reference edges the query reproduces: the median ratio of the query's
+    gradient to the reference's; the reference is blurred in steps until its own ratio falls
+    to that (0 when the query is about as sharp, as copies at full resolution are).
+    """
+    g_ref = _grad(pred)
+    sel = kept_edges & (g_ref > EDGE_LEVEL)
+    if int(sel.sum()) < 20:
+        return 0.0
+    g_ref_sel = g_ref[sel]
+    target = float(np.median(_grad(query)[sel] / g_ref_sel))
+    sigma = 0.0
+    if target < 0.9:
+        for s in BLUR_STEPS:
+            sigma = s
+            blurred = _grad(np.asarray(cv2.GaussianBlur(pred, (0, 0), s), np.float32))
+            if float(np.median(blurred[sel] / g_ref_sel)) <= target:
+                break
+    return sigma
+
+
+def _flattened(
+    mapped: list[tuple[F32, F32]],
+    valid: npt.NDArray[np.bool_],
+    painted: npt.NDArray[np.bool_],
+    kept_edges: npt.NDArray[np.bool_],
+) -> tuple[float, float, tuple[int, int, int, int]]:
+    """The densest mark-sized window of reference structure, faint included, that the query
+    flattened (share of the window's cells), the blur applied to the reference first, and that
+    window (grid x0, y0, x1, y1).
+
+    The grey-level comparison needs :data:`DIFF_LEVEL` of difference, and the edge maps
+    :data:`EDGE_LEVEL` of gradient: a dark mark on a dark product (a navy badge on a blue box)
+    taken off leaves no trace in either. Here contrast is relative: a cell of the tone-mapped
+    reference (``mapped``: per channel, the reference through the tone map and the query)
+    whose local range exceeds :data:`FAINT_RANGE` is flattened when the query's local range
+    there is below :data:`FAINT_KEPT` of it, and not under paint. Thin lines of such cells
+    (half-cell misregistration along an edge, fine print) are opened away: a removed mark
+    leaves a solid patch. A softer query (downscaled, screenshotted) flattens fine structure
+    everywhere: the reference is first blurred to the query's sharpness
+    (:func:`_matched_blur`).
+    """
+    pred0, q0 = mapped[0]
+    sigma = _matched_blur(pred0, q0, kept_edges)
+    k3 = np.ones((3, 3), np.uint8)
+    lost = np.zeros(valid.shape, bool)
+    for pred, q in mapped:
+        p = np.asarray(cv2.GaussianBlur(pred, (0, 0), sigma), np.float32) if sigma else pred
+        r_rng = cv2.dilate(p, k3) - cv2.erode(p, k3)
+        q_rng = cv2.dilate(q, k3) - cv2.erode(q, k3)
+        lost |= valid & (r_rng > FAINT_RANGE) & (q_rng < FAINT_KEPT * r_rng)
+    lost &= ~painted
+    lost = cv2.morphologyEx(lost.astype(np.uint8), cv2.MORPH_OPEN, k3)
+    gh, gw = valid.shape
+    k = max(5, round(FAINT_WINDOW * max(gw, gh)) | 1)
+    dense = cv2.boxFilter(lost.astype(np.float32), -1, (k, k), normalize=False)
+    y, x = np.unravel_index(int(np.argmax(dense)), dense.shape)
+    half = k // 2
+    box = (
+        max(0, int(x) - half),
+        max(0, int(y) - half),
+        min(gw, int(x) + half + 1),
+        min(gh, int(y) + half + 1),
+    )
+    return float(dense.max()) / (k * k), sigma, box
+
+
 def _compare(query: VerifyView, reference: VerifyView, align: _Alignment) -> _Comparison:
     rh, rw = reference.shape
     f = GRID / max(rh, rw)
@@ -597,11 +682,13 @@ def _compare(query: VerifyView, reference: VerifyView, align: _Alignment) -> _Co
     grad_r = np.zeros((gh, gw), np.float32)
     grad_q = np.zeros((gh, gw), np.float32)
     residual = 0.0
+    mapped: list[tuple[F32, F32]] = []
     for c in range(channels):
         rc, qc = ref_b[:, :, c], q_b[:, :, c]
         lut, res = _tone_map(rc, qc, valid)
         residual = max(residual, res)
         pred = lut[np.clip(rc, 0, 255).astype(np.uint8)].astype(np.float32)
+        mapped.append((pred, qc))
         level = DIFF_LEVEL if c == 0 else CHROMA_LEVEL
         # symmetric: the query outside the reference's local range (something added) or the
         # reference outside the query's (something thin removed, e.g. a line-art mark)
@@ -640,6 +727,9 @@ def _compare(query: VerifyView, reference: VerifyView, align: _Alignment) -> _Co
     painted = _painted_over(diff, strong, added, ref_edges)
     features["colour_lost"] = _colour_lost(ref_b, q_b, valid, strong, painted)
     features["missing_under_paint"] = float((missing & painted).sum()) / max(1, int(missing.sum()))
+    flattened, blur, flat_box = _flattened(mapped, valid, painted, ref_edges & ~missing)
+    features["flattened"] = flattened
+    features["query_blur"] = blur
 
     # worst windows of missing reference structure, at two scales (logo-sized and larger)
     edge_f = ref_edges.astype(np.float32)
@@ -719,6 +809,12 @@ def _compare(query: VerifyView, reference: VerifyView, align: _Alignment) -> _Co
             features["regions_spread"] = float(np.std(cx) + np.std(cy))
         if len(regions) >= 6 and features["regions_spread"] > 0.35:
             regions = [_relabel(r, "watermark") if r.label != "removed" else r for r in regions]
+    if flattened > FLATTENED_VETO:
+        # shown to the reviewer; added after the features, which describe the differing pixels
+        x0, y0, x1, y1 = flat_box
+        regions.append(
+            _Region(flat_box, (x1 - x0) * (y1 - y0) / n_valid, flattened, 0.0, 0.0, 1.0, "removed")
+        )
     return _Comparison(features, regions, grid_to_q[:2], coverage)
 
 
@@ -870,8 +966,10 @@ def verify(query: VerifyView, reference: VerifyView) -> Verification:
     score = model.score(feature_vector(feats))
     accepted = score >= model.threshold
     colour_lost = feats.get("colour_lost", 0.0)
+    flattened = feats.get("flattened", 0.0)
     vetoed = accepted and colour_lost > COLOUR_LOST_VETO
-    accepted = accepted and not vetoed
+    flat_vetoed = accepted and not vetoed and flattened > FLATTENED_VETO
+    accepted = accepted and not vetoed and not flat_vetoed
     transform = _describe_transform(align, query, reference)
     if comparison.coverage < 0.97:
         transform += ", crop"
@@ -904,6 +1002,12 @@ def verify(query: VerifyView, reference: VerifyView) -> Verification:
         reason += (
             f"; but the reference's coloured mark is gone: {100 * colour_lost:.0f}% of its "
             "strongly coloured area shows no colour in the query"
+        )
+    if flattened > FLATTENED_VETO:
+        reason += (
+            f"; {'but ' if flat_vetoed else ''}a mark-sized patch of the reference is gone: "
+            f"{100 * flattened:.0f}% of it shows structure (faint included) that the query has "
+            "flattened"
         )
     return Verification(
         accepted=accepted,

@@ -220,6 +220,75 @@ def test_swapped_or_removed_mark_is_not_paint_over_the_photo(
     assert result.features["missing_under_paint"] < 0.2
 
 
+def _faint_badge(img: Image.Image) -> Image.Image:
+    """A navy shield with a lion-like scribble on the blue bag: ~15 grey levels darker than the
+    bag, below the comparison's fixed grey-level difference (``DIFF_LEVEL``)."""
+    out = img.copy()
+    d = ImageDraw.Draw(out)
+    s = out.size[0] / 900
+    d.polygon(
+        [
+            (560 * s, 420 * s),
+            (700 * s, 420 * s),
+            (700 * s, 560 * s),
+            (630 * s, 640 * s),
+            (560 * s, 560 * s),
+        ],
+        fill=(28, 55, 128),
+        outline=(20, 45, 115),
+    )
+    for k in range(4):
+        y = (460 + 35 * k) * s
+        d.arc(
+            (585 * s, y - 20 * s, 675 * s, y + 20 * s),
+            200,
+            340,
+            fill=(20, 42, 110),
+            width=int(6 * s),
+        )
+    return out
+
+
+def test_faint_mark_taken_off_is_rejected() -> None:
+    """A dark mark on a dark product taken off changes nothing the fixed grey-level and edge
+    levels see; the flattened patch of the reference's faint structure does."""
+    reference = verify.prepare(_bytes(_faint_badge(_product(None)), "JPEG", quality=92))
+    query = verify.prepare_query(_bytes(_product(None), "JPEG", quality=90))
+    result = verify.verify(query, reference)
+    assert not result.accepted, result.reason
+    assert result.features["flattened"] > verify.FLATTENED_VETO
+
+
+def test_flattened_mark_vetoes_what_the_model_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The veto holds whatever the model says (here a model that accepts everything), and the
+    reviewer is shown where the mark was."""
+    model = verify._model()
+    monkeypatch.setattr(model, "threshold", 0.0)
+    reference = verify.prepare(_bytes(_faint_badge(_product(None)), "JPEG", quality=92))
+    query = verify.prepare_query(_bytes(_product(None), "JPEG", quality=90))
+    result = verify.verify(query, reference)
+    assert not result.accepted
+    assert "but a mark-sized patch of the reference is gone" in result.reason
+    x0, y0, x1, y1, label = result.differing_regions[-1]
+    assert label == "removed"
+    # the badge spans (0.62-0.78, 0.47-0.71) of the image
+    assert x0 < 0.7 < x1 and y0 < 0.55 < y1
+    copy = verify.prepare_query(_bytes(ImageOps.mirror(_faint_badge(_product(None)))))
+    assert verify.verify(copy, reference).accepted
+
+
+@pytest.mark.parametrize("attack", ["mirror", "small_jpeg", "crop"])
+def test_copies_keep_a_faint_mark(attack: str) -> None:
+    """Copies keep the faint mark's structure, even soft ones (the reference is blurred to the
+    query's sharpness before the comparison)."""
+    product = _faint_badge(_product(None))
+    reference = verify.prepare(_bytes(product, "JPEG", quality=92))
+    query = verify.prepare_query(_bytes(ATTACKS[attack](product)))
+    result = verify.verify(query, reference)
+    assert result.features["flattened"] < 0.5 * verify.FLATTENED_VETO, result.reason
+    assert result.accepted, result.reason
+
+
 def test_unrelated_image_is_rejected(reference: verify.VerifyView) -> None:
     rng = np.random.default_rng(3)
     noise = Image.fromarray(rng.integers(0, 255, (500, 500, 3), dtype=np.uint8))

@@ -20,6 +20,8 @@ def _rows(n_groups: int = 30, seed: int = 0) -> list[tv.PairRow]:
             missing = rng.uniform(0.0, 0.3) if label else rng.uniform(0.2, 1.0)
             x[names.index("worst_missing_small")] = missing
             x[names.index("ref_edges_reproduced")] = 1.0 - missing / 2
+            flat = rng.uniform(0.0, 0.2) if label else rng.uniform(0.1, 1.0)
+            x[names.index("flattened")] = flat
             rows.append(tv.PairRow(f"g{g}", label, kind, "none", True, tuple(float(v) for v in x)))
     return rows
 
@@ -37,11 +39,12 @@ def test_exported_model_scores_like_sklearn(learner: str) -> None:
     assert 0.5 <= threshold <= 0.99
 
 
-def test_monotone_learner_never_rewards_missing_structure() -> None:
+@pytest.mark.parametrize("feature", ["worst_missing_small", "flattened"])
+def test_monotone_learner_never_rewards_missing_structure(feature: str) -> None:
     rows = _rows()
     model, _, _ = tv.fit(rows, "monotone-hgb")
     base = np.array(rows[0].features)
-    col = list(verify.FEATURES).index("worst_missing_small")
+    col = list(verify.FEATURES).index(feature)
     grid = np.repeat(base[None, :], 21, axis=0)
     grid[:, col] = np.linspace(0.0, 1.0, 21)
     scores = model.predict_proba(grid)[:, 1]
