@@ -17,8 +17,12 @@ module answers the question for ONE (query, reference) pair and says why:
    worst window of *missing* reference structure (a swapped or removed logo is a compact hole in
    the reference's structure), and, for each region that differs, whether it looks ADDED on top
    (new edges, the reference's structure still visible between them: overlaid text, watermarks) or
-   REPLACED/REMOVED (the reference's own structure gone).
-4. **Decide.** A small gradient-boosted tree ensemble over those measurements, trained offline by
+   REPLACED/REMOVED (the reference's own structure gone); and, with contrast relative to the
+   reference's own local range, the densest mark-sized patch of its structure (faint included)
+   that the query flattened: a dark mark taken off a dark product changes too few grey levels
+   for the fixed-level comparison.
+4. **Decide.** A small gradient-boosted tree ensemble over those measurements (monotone in the
+   physical ones), trained offline by
    ``training/train_verifier.py`` on a corpus and attack family disjoint from the evaluation grid
    and stored as plain JSON in ``detector/data/verifier.json``, gives the score.
 
