@@ -39,14 +39,35 @@ def test_exported_model_scores_like_sklearn(learner: str) -> None:
     assert 0.5 <= threshold <= 0.99
 
 
+def _rows_rising_then_falling(feature: str, n_groups: int = 40) -> list[tv.PairRow]:
+    """Rows where, in the data, copies sit at middle values of ``feature`` and negatives at both
+    ends: an unconstrained learner rewards the rise from low to middle values."""
+    rng = np.random.default_rng(1)
+    col = list(verify.FEATURES).index(feature)
+    rows = []
+    for g in range(n_groups):
+        for label in (1, 1, 0, 0):
+            x = rng.random(len(verify.FEATURES))
+            if label:
+                x[col] = rng.uniform(0.3, 0.6)
+            else:
+                x[col] = rng.uniform(0.0, 0.15) if rng.random() < 0.5 else rng.uniform(0.75, 1.0)
+            kind = "stamp_logo" if label else "stamp_no_logo"
+            rows.append(tv.PairRow(f"g{g}", label, kind, "none", True, tuple(float(v) for v in x)))
+    return rows
+
+
 @pytest.mark.parametrize("feature", ["worst_missing_small", "flattened"])
 def test_monotone_learner_never_rewards_missing_structure(feature: str) -> None:
-    rows = _rows()
-    model, _, _ = tv.fit(rows, "monotone-hgb")
-    base = np.array(rows[0].features)
+    rows = _rows_rising_then_falling(feature)
+    base = np.median(np.array([r.features for r in rows]), axis=0)
     col = list(verify.FEATURES).index(feature)
     grid = np.repeat(base[None, :], 21, axis=0)
     grid[:, col] = np.linspace(0.0, 1.0, 21)
+    # on these rows the unconstrained learner does reward more missing structure somewhere ...
+    free, _, _ = tv.fit(rows, "gbdt")
+    assert np.any(np.diff(free.predict_proba(grid)[:, 1]) > 1e-3)
+    # ... the monotone one never does
+    model, _, _ = tv.fit(rows, "monotone-hgb")
     scores = model.predict_proba(grid)[:, 1]
     assert np.all(np.diff(scores) <= 1e-12)
-    assert scores[0] > scores[-1]
