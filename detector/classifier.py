@@ -266,6 +266,7 @@ _WORD_RE: Final = re.compile(r"[^\W_]+(?:[:'][^\W_]+)*")  # keeps "1:1" and "l'o
 _MULT: Final = np.uint64(0x9E3779B97F4A7C15)
 _SALT: Final = 0xC2B2AE3D27D4EB4F
 _BUCKET_BITS: Final = 16
+_ONE_SHOT: Final = 1 << 15  # keys x bucket depth up to which _lookup compares in one pass
 
 
 def _char_keys(
@@ -282,37 +283,51 @@ def _char_keys(
     padded = [" " + " ".join(t.split()) + " " for t in texts]
     joined = "".join(padded)
     codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    lengths = np.fromiter((len(p) for p in padded), dtype=np.intp, count=len(padded))
-    ends = np.cumsum(lengths)
-    row_of = np.repeat(np.arange(len(padded), dtype=np.intp), lengths)
     total = len(codes)
-    all_keys, all_rows, all_starts, all_sizes = [], [], [], []
+    single = len(padded) == 1  # one text: every n-gram stays inside it, every row is 0
+    if not single:
+        lengths = np.fromiter((len(p) for p in padded), dtype=np.intp, count=len(padded))
+        ends = np.cumsum(lengths)
+        row_of = np.repeat(np.arange(len(padded), dtype=np.intp), lengths)
+    all_keys, all_rows, all_starts, kept_sizes, counts = [], [], [], [], []
+    raw, raw_n = codes, 1  # raw[i]: the unfinalised polynomial of codes[i : i + raw_n]
     for n in sizes:
         m = total - n + 1
         if m <= 0:
             continue
-        key = codes[:m].copy()
-        for j in range(1, n):
-            key *= _MULT
-            key += codes[j : j + m]
-        key ^= np.uint64((_SALT * n) % 2**64)
+        if n <= raw_n:
+            raw, raw_n = codes, 1
+        # the same wrapping uint64 arithmetic as multiplying out from the first character
+        while raw_n < n:
+            width = total - raw_n
+            raw = raw[:width] * _MULT
+            raw += codes[raw_n : raw_n + width]
+            raw_n += 1
+        key = raw[:m] ^ np.uint64((_SALT * n) % 2**64)
         key *= _MULT  # finalise: the last characters must reach the top (bucket) bits too
         key ^= key >> np.uint64(29)
         starts = np.arange(m, dtype=np.intp)
+        kept_sizes.append(n)
+        if single:
+            all_keys.append(key)
+            all_starts.append(starts)
+            counts.append(m)
+            continue
         rows = row_of[:m]
         ok = starts + n <= ends[rows]  # stays inside its own text
         all_keys.append(key[ok])
         all_rows.append(rows[ok])
         all_starts.append(starts[ok])
-        all_sizes.append(np.full(int(ok.sum()), n, dtype=np.intp))
+        counts.append(int(ok.sum()))
     if not all_keys:
         empty = np.zeros(0, dtype=np.intp)
         return np.zeros(0, dtype=np.uint64), empty, empty, empty, joined
+    found = int(sum(counts))
     return (
         np.concatenate(all_keys),
-        np.concatenate(all_rows),
+        np.zeros(found, dtype=np.intp) if single else np.concatenate(all_rows),
         np.concatenate(all_starts),
-        np.concatenate(all_sizes),
+        np.repeat(np.asarray(kept_sizes, dtype=np.intp), counts),
         joined,
     )
 
@@ -343,7 +358,19 @@ def _lookup(
     bucket = (keys >> np.uint64(64 - _BUCKET_BITS)).astype(np.intp)
     first = starts[bucket]
     width = starts[bucket + 1] - first
-    for i in range(int(width.max())):
+    widest = int(width.max())
+    if widest == 0:
+        return pos, hit
+    if len(keys) * widest <= _ONE_SHOT:
+        # Few keys (one listing): compare all their buckets' entries in one pass rather than
+        # one numpy round per bucket depth; the same positions (table keys are unique).
+        depth = np.arange(widest, dtype=np.intp)
+        cand = np.minimum(first[:, None] + depth, n - 1)
+        equal = (table[cand] == keys[:, None]) & (depth < width[:, None])
+        hit = equal.any(axis=1)
+        pos[hit] = first[hit] + equal[hit].argmax(axis=1)
+        return pos, hit
+    for i in range(widest):
         cand = first + i
         live = np.flatnonzero((i < width) & ~hit)
         found = live[table[cand[live]] == keys[live]]
@@ -559,9 +586,38 @@ class NgramTfidf(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         tfidf: bool = True,
     ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], FloatArray, int]:
         """:meth:`_triplets` from the occurrences :meth:`_hits` found."""
-        width = max(int(self.n_features_out_), 1)
-        flat, counts = np.unique(rows.astype(np.int64) * width + cols, return_counts=True)
-        rows, cols = (flat // width).astype(np.intp), (flat % width).astype(np.intp)
+        if n_texts == 1:  # one row: the columns alone are the keys
+            cols, counts = np.unique(cols, return_counts=True)
+            rows = np.zeros(len(cols), dtype=np.intp)
+        else:
+            width = max(int(self.n_features_out_), 1)
+            flat, counts = np.unique(rows.astype(np.int64) * width + cols, return_counts=True)
+            rows, cols = (flat // width).astype(np.intp), (flat % width).astype(np.intp)
+        return rows, cols, self._tfidf(rows, cols, counts, n_texts, tfidf), n_texts
+
+    def _from_hits_where(
+        self, rows: npt.NDArray[np.intp], cols: npt.NDArray[np.intp], n_texts: int
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], FloatArray, npt.NDArray[np.intp]]:
+        """:meth:`_from_hits` (TF-IDF) and, per occurrence, the index of its (row, column)."""
+        if n_texts == 1:
+            cols, where, counts = np.unique(cols, return_inverse=True, return_counts=True)
+            rows = np.zeros(len(cols), dtype=np.intp)
+        else:
+            width = max(int(self.n_features_out_), 1)
+            flat, where, counts = np.unique(
+                rows.astype(np.int64) * width + cols, return_inverse=True, return_counts=True
+            )
+            rows, cols = (flat // width).astype(np.intp), (flat % width).astype(np.intp)
+        return rows, cols, self._tfidf(rows, cols, counts, n_texts, True), where
+
+    def _tfidf(
+        self,
+        rows: npt.NDArray[np.intp],
+        cols: npt.NDArray[np.intp],
+        counts: npt.NDArray[np.intp],
+        n_texts: int,
+        tfidf: bool,
+    ) -> FloatArray:
         values = counts.astype(np.float64)
         if tfidf:
             if self.sublinear_tf:
@@ -570,7 +626,7 @@ class NgramTfidf(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             norms = np.sqrt(np.bincount(rows, weights=values * values, minlength=n_texts))
             norms[norms == 0] = 1.0
             values /= norms[rows]
-        return rows, cols, values, n_texts
+        return values
 
     def counts(self, X: PreparedListings | Sequence[str]) -> sparse.csr_matrix:
         """Raw term counts, shape ``(n_texts, n_features_out_)``."""
@@ -721,6 +777,12 @@ def _linear_parts(pipeline: Pipeline) -> tuple[FloatArray, float, float]:
     return np.asarray(lr.coef_, dtype=np.float64).ravel(), float(lr.intercept_[0]), slope
 
 
+#: (features step, per block (step, first column, weight, column names), coef, slope, lexicon names)
+_ExplainParts = tuple[
+    ListingFeatures, list[tuple[Any, int, float, Any]], FloatArray, float, frozenset[str]
+]
+
+
 class TextModel:
     """A fitted text pipeline with its version and model card.
 
@@ -810,6 +872,33 @@ class TextModel:
         self.__dict__["_fast"] = parts if parts is not None else ()
         return parts
 
+    def _explain_parts(self) -> _ExplainParts:
+        """What :meth:`analyse` reads from the fitted pipeline, looked up once per model.
+
+        ``(features, blocks, coef, slope, lexical)``: per block of the union ``(step, offset of
+        its columns, transformer weight, its column names)``, the regression's coefficients, the
+        calibration slope and the names of the lexicon columns.
+        """
+        cached = self.__dict__.get("_explain")
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        steps = self.pipeline.named_steps
+        union: FeatureUnion = steps["union"]
+        coef, _, slope = _linear_parts(self.pipeline)
+        weights = union.transformer_weights or {}
+        blocks: list[tuple[Any, int, float, Any]] = []
+        lexical: set[str] = set()
+        offset = 0
+        for name, step in union.transformer_list:
+            names = step.terms_ if isinstance(step, NgramTfidf) else step.get_feature_names_out()
+            if isinstance(step, LexiconScaler):
+                lexical.update(str(t) for t in names)
+            blocks.append((step, offset, float(weights.get(name, 1.0)), names))
+            offset += int(step.n_features_out_)
+        parts = (steps["features"], blocks, coef, slope, frozenset(lexical))
+        self.__dict__["_explain"] = parts
+        return parts
+
     def score(self, listing: Any) -> float:
         """P(counterfeit) of one listing."""
         return float(self.predict_proba([listing])[0])
@@ -838,42 +927,37 @@ class TextModel:
         n = len(listings)
         if n == 0:
             return np.zeros(0, dtype=np.float64), []
-        features: ListingFeatures = self.pipeline.named_steps["features"]
-        union: FeatureUnion = self.pipeline.named_steps["union"]
-        coef, _, slope = _linear_parts(self.pipeline)
+        features, blocks, coef, slope, lexical = self._explain_parts()
         fast = self._fast_parts()
         found = [features.prepare_one(listing) for listing in listings]
         numeric = np.asarray([f[1] for f in found], dtype=np.float64)
         prepared = PreparedListings(
             [f[0] for f in found], numeric.reshape(n, len(NUMERIC_FEATURE_NAMES))
         )
-        weights = union.transformer_weights or {}
         totals: list[dict[str, float]] = [{} for _ in range(n)]
-        lexical: set[str] = set()
         decision = np.full(n, fast[2]) if fast is not None else None
-        offset = 0
-        for b, (name, step) in enumerate(union.transformer_list):
-            width = int(step.n_features_out_)
-            w = float(weights.get(name, 1.0))
+        for b, (step, offset, w, names) in enumerate(blocks):
             hits: CharHits | None = None
             if isinstance(step, NgramTfidf):
                 if step.kind == "char":
                     hits = step._char_hits(prepared.texts)
-                    rows, cols, values, _ = step._from_hits(hits.rows, hits.cols, n)
+                    rows, cols, values, occurrence = step._from_hits_where(hits.rows, hits.cols, n)
                 else:
                     rows, cols, values, _ = step._triplets(prepared)
                 if decision is not None and fast is not None:
                     block_coef = fast[1][b][1]
                     decision += np.bincount(rows, weights=values * block_coef[cols], minlength=n)
             else:
-                if decision is not None and fast is not None:
-                    decision += step.decision(prepared, fast[1][b][1])
                 if isinstance(step, LexiconScaler):
                     # transform() without scikit-learn's wrapper and a sparse matrix per call
                     dense = step._values(prepared) / step.scale_
+                    if decision is not None and fast is not None:
+                        decision += dense @ fast[1][b][1]  # step.decision(), computed once
                     rows, cols = (a.astype(np.intp) for a in np.nonzero(dense))
                     values = dense[rows, cols].astype(np.float64)
                 else:
+                    if decision is not None and fast is not None:
+                        decision += step.decision(prepared, fast[1][b][1])
                     coo = sparse.coo_matrix(step.transform(prepared))
                     rows, cols, values = (
                         coo.row.astype(np.intp),
@@ -882,14 +966,9 @@ class TextModel:
                     )
             contrib = values * w * coef[offset + cols] * slope
             if hits is not None:
-                _add_word_shares(totals, hits, rows, cols, contrib, width, prepared.texts)
+                _add_word_shares(totals, hits, occurrence, contrib, prepared.texts)
             else:
                 # Every other term occurs once per listing: only the positive ones can be named.
-                names = (
-                    step.terms_ if isinstance(step, NgramTfidf) else step.get_feature_names_out()
-                )
-                if isinstance(step, LexiconScaler):
-                    lexical.update(str(t) for t in names)
                 up = contrib > 0
                 for r, c, value in zip(
                     rows[up].tolist(), cols[up].tolist(), contrib[up].tolist(), strict=True
@@ -897,7 +976,6 @@ class TextModel:
                     term = str(names[c])
                     row = totals[r]
                     row[term] = row.get(term, 0.0) + value
-            offset += width
         if decision is not None and fast is not None:
             proba: FloatArray = 1.0 / (1.0 + np.exp(fast[3] * decision + fast[4]))
         else:
@@ -971,16 +1049,15 @@ def _evidence(prepared: PreparedListing) -> dict[str, list[str]]:
 def _add_word_shares(
     totals: list[dict[str, float]],
     hits: CharHits,
-    rows: npt.NDArray[np.intp],
-    cols: npt.NDArray[np.intp],
+    occurrence: npt.NDArray[np.intp],
     contrib: FloatArray,
-    width: int,
     texts: Sequence[str],
 ) -> None:
     """Spread each character n-gram's contribution over the words it overlaps, sum per word.
 
-    ``rows, cols, contrib``: the sorted unique (listing, column) pairs of the block and their
-    contributions; ``hits``: every occurrence of those n-grams. A column's contribution is
+    ``contrib``: the contributions of the sorted unique (listing, column) pairs of the block;
+    ``hits``: every occurrence of those n-grams, ``occurrence`` the index of each one's pair
+    (``_from_hits_where``). A column's contribution is
     shared equally among all (occurrence, overlapped word) pairs, and each listing gets
     ``"~word" -> sum of its shares``. Vectorised over the whole batch: the joined text has
     single spaces between words (whitespace is collapsed), so the words an n-gram overlaps are
@@ -988,8 +1065,6 @@ def _add_word_shares(
     """
     if len(hits.rows) == 0:
         return
-    flat = rows.astype(np.int64) * width + cols
-    occurrence = np.searchsorted(flat, hits.rows.astype(np.int64) * width + hits.cols)
     codes = np.frombuffer(hits.joined.encode("utf-32-le"), dtype=np.uint32)
     space = codes == 32
     word_start = ~space
@@ -999,22 +1074,26 @@ def _add_word_shares(
     first = words_before[starts] - (~space[starts]).astype(np.intp)
     last = words_before[starts + hits.sizes - 1] - 1
     span = np.maximum(last - first + 1, 0)
-    owners = np.bincount(occurrence, weights=span, minlength=len(flat))
+    owners = np.bincount(occurrence, weights=span, minlength=len(contrib))
     safe = np.where(owners > 0, owners, 1.0)
     share = (contrib / safe)[occurrence]
     n_words = int(words_before[-1]) if len(words_before) else 0
     word_total = np.zeros(n_words, dtype=np.float64)
-    for k in range(int(span.max(initial=0))):
-        more = span > k
-        word_total += np.bincount(first[more] + k, weights=share[more], minlength=n_words)
     touched = np.zeros(n_words, dtype=bool)
     for k in range(int(span.max(initial=0))):
-        touched[first[span > k] + k] = True
-    # The listing of each word: texts were padded to " " + collapsed + " " and concatenated.
-    ends = np.cumsum([len(" ".join(t.split())) + 2 for t in texts])
-    word_rows = np.searchsorted(ends, np.flatnonzero(word_start), side="right")
+        more = span > k
+        word = first[more] + k
+        word_total += np.bincount(word, weights=share[more], minlength=n_words)
+        touched[word] = True
+    found = np.flatnonzero(touched)
+    if len(texts) == 1:
+        word_rows = [0] * len(found)
+    else:
+        # The listing of each word: texts were padded to " " + collapsed + " " and concatenated.
+        ends = np.cumsum([len(" ".join(t.split())) + 2 for t in texts])
+        word_rows = np.searchsorted(ends, np.flatnonzero(word_start)[found], side="right").tolist()
     names = hits.joined.split()
-    for j in np.flatnonzero(touched).tolist():
-        row = totals[int(word_rows[j])]
+    for j, r, value in zip(found.tolist(), word_rows, word_total[found].tolist(), strict=True):
+        row = totals[r]
         term = "~" + names[j]
-        row[term] = row.get(term, 0.0) + float(word_total[j])
+        row[term] = row.get(term, 0.0) + value
