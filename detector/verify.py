@@ -151,7 +151,8 @@ class VerifyView:
         ORB keypoint positions (float32, (n, 2), in ``gray`` pixels) and descriptors (uint8,
         (n, 32)).
     mirror_points, mirror_descriptors : ndarray
-        The same for the horizontally mirrored image, positions in mirrored pixels.
+        The same for the horizontally mirrored image, positions in mirrored pixels; empty for a
+        reference (alignment mirrors the query, never the reference).
     width, height : int
         Size of the decoded image before it was bounded (after EXIF orientation).
     """
@@ -230,15 +231,21 @@ def _features(gray: U8, n_features: int) -> tuple[F32, U8]:
 
 def prepare_query(data: bytes) -> VerifyView:
     """:func:`prepare` for a listing photo (more keypoints: see :data:`QUERY_FEATURES`)."""
-    return prepare(data, n_features=QUERY_FEATURES)
+    return prepare(data, n_features=QUERY_FEATURES, mirror=True)
 
 
 def prepare(
-    data: bytes, *, max_side: int = 384, n_features: int = REFERENCE_FEATURES
+    data: bytes,
+    *,
+    max_side: int = 384,
+    n_features: int = REFERENCE_FEATURES,
+    mirror: bool = False,
 ) -> VerifyView:
     """Decode ``data`` and compute everything :func:`verify` needs from it, once.
 
-    References use the defaults; listing photos go through :func:`prepare_query`.
+    References use the defaults; listing photos go through :func:`prepare_query`, which also
+    computes the mirrored image's keypoints (``mirror``): alignment tries the query both ways
+    round, so a reference needs none.
     Raises :class:`detector.images.ImageRejected` for anything that is not a usable image (the
     same checks as hashing: format allow-list, size caps, decompression bombs, flat images).
     """
@@ -282,7 +289,15 @@ def prepare(
     cv2.setNumThreads(1)
     arr = np.ascontiguousarray(arr)
     points, descriptors = _features(arr, n_features)
-    mirror_points, mirror_descriptors = _features(np.ascontiguousarray(arr[:, ::-1]), n_features)
+    if mirror:
+        mirror_points, mirror_descriptors = _features(
+            np.ascontiguousarray(arr[:, ::-1]), n_features
+        )
+    else:  # a reference: only queries are mirrored to align
+        mirror_points, mirror_descriptors = (
+            np.zeros((0, 2), np.float32),
+            np.zeros((0, 32), np.uint8),
+        )
     return VerifyView(
         gray=arr,
         chroma=chroma,

@@ -322,7 +322,10 @@ def test_prepare_bounds_size_and_keeps_original_size() -> None:
     assert max(view.shape) <= 384
     assert (view.width, view.height) == (1000, 1000)
     assert len(view.points) == len(view.descriptors) > 50
-    assert len(view.mirror_points) > 50
+    # alignment mirrors the query, never the reference
+    assert len(view.mirror_points) == len(view.mirror_descriptors) == 0
+    query = verify.prepare_query(_bytes(_product("star", 1000), "JPEG", quality=90))
+    assert len(query.mirror_points) == len(query.mirror_descriptors) > 50
     assert len(view.points) <= verify.REFERENCE_FEATURES
 
 
