@@ -362,13 +362,17 @@ def _lookup(
     if widest == 0:
         return pos, hit
     if len(keys) * widest <= _ONE_SHOT:
-        # Few keys (one listing): compare all their buckets' entries in one pass rather than
-        # one numpy round per bucket depth; the same positions (table keys are unique).
-        depth = np.arange(widest, dtype=np.intp)
-        cand = np.minimum(first[:, None] + depth, n - 1)
-        equal = (table[cand] == keys[:, None]) & (depth < width[:, None])
-        hit = equal.any(axis=1)
-        pos[hit] = first[hit] + equal[hit].argmax(axis=1)
+        # Few keys (one listing): compare every (key, entry of its bucket) pair in one pass
+        # rather than one numpy round per bucket depth; the same positions (table keys are
+        # unique), and only the entries of each key's own bucket are read.
+        width = width.astype(np.intp)
+        owner = np.repeat(np.arange(len(keys), dtype=np.intp), width)
+        entry = np.arange(len(owner), dtype=np.intp)
+        entry += np.repeat(first - (np.cumsum(width) - width), width)
+        equal = table[entry] == keys[owner]
+        matched = owner[equal]
+        pos[matched] = entry[equal]
+        hit[matched] = True
         return pos, hit
     for i in range(widest):
         cand = first + i
