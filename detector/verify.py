@@ -560,19 +560,20 @@ BLUR_STEPS = (0.5, 0.8, 1.2, 1.7, 2.4)
 FLATTENED_VETO = 0.5
 
 
-def _matched_blur(pred: F32, query: F32, kept_edges: npt.NDArray[np.bool_]) -> float:
+def _matched_blur(pred: F32, grad_query: F32, kept_edges: npt.NDArray[np.bool_]) -> float:
     """Gaussian sigma (grid cells) that makes the reference as soft as the query.
 
     Measured on the reference edges the query reproduces: the median ratio of the query's
-    gradient to the reference's; the reference is blurred in steps until its own ratio falls
-    to that (0 when the query is about as sharp, as copies at full resolution are).
+    gradient (``grad_query``) to the reference's; the reference is blurred in steps until its
+    own ratio falls to that (0 when the query is about as sharp, as copies at full resolution
+    are).
     """
     g_ref = _grad(pred)
     sel = kept_edges & (g_ref > EDGE_LEVEL)
     if int(sel.sum()) < 20:
         return 0.0
     g_ref_sel = g_ref[sel]
-    target = float(np.median(_grad(query)[sel] / g_ref_sel))
+    target = float(np.median(grad_query[sel] / g_ref_sel))
     sigma = 0.0
     if target < 0.9:
         for s in BLUR_STEPS:
@@ -585,6 +586,7 @@ def _matched_blur(pred: F32, query: F32, kept_edges: npt.NDArray[np.bool_]) -> f
 
 def _flattened(
     mapped: list[tuple[F32, F32]],
+    grad_query: F32,
     valid: npt.NDArray[np.bool_],
     painted: npt.NDArray[np.bool_],
     kept_edges: npt.NDArray[np.bool_],
@@ -601,11 +603,10 @@ def _flattened(
     there is below :data:`FAINT_KEPT` of it, and not under paint. Thin lines of such cells
     (half-cell misregistration along an edge, fine print) are opened away: a removed mark
     leaves a solid patch. A softer query (downscaled, screenshotted) flattens fine structure
-    everywhere: the reference is first blurred to the query's sharpness
-    (:func:`_matched_blur`).
+    everywhere: the reference is first blurred to the query's sharpness (:func:`_matched_blur`,
+    from ``grad_query``, the gradient of the query's grey channel).
     """
-    pred0, q0 = mapped[0]
-    sigma = _matched_blur(pred0, q0, kept_edges)
+    sigma = _matched_blur(mapped[0][0], grad_query, kept_edges)
     k3 = np.ones((3, 3), np.uint8)
     lost = np.zeros(valid.shape, bool)
     for pred, q in mapped:
@@ -717,7 +718,10 @@ def _compare(query: VerifyView, reference: VerifyView, align: _Alignment) -> _Co
         excess = np.maximum(excess, ex)
         weight = 1.0 if c == 0 else CHROMA_EDGE_WEIGHT
         grad_r = np.maximum(grad_r, weight * _grad(rc))
-        grad_q = np.maximum(grad_q, weight * _grad(qc))
+        g_qc = _grad(qc)
+        if c == 0:
+            grad_q0 = g_qc  # the query's grey gradient, for the blur matching below
+        grad_q = np.maximum(grad_q, weight * g_qc)
     diff = (excess > DIFF_LEVEL) & valid
     gp = grad_r
     gq = grad_q
@@ -746,7 +750,7 @@ def _compare(query: VerifyView, reference: VerifyView, align: _Alignment) -> _Co
     painted = _painted_over(diff, strong, added, ref_edges)
     features["colour_lost"] = _colour_lost(ref_b, q_b, valid, strong, painted)
     features["missing_under_paint"] = float((missing & painted).sum()) / max(1, int(missing.sum()))
-    flattened, blur, flat_box = _flattened(mapped, valid, painted, ref_edges & ~missing)
+    flattened, blur, flat_box = _flattened(mapped, grad_q0, valid, painted, ref_edges & ~missing)
     features["flattened"] = flattened
     features["query_blur"] = blur
 
@@ -894,6 +898,17 @@ def _model() -> _Model:
     return _MODEL
 
 
+def veto(features: dict[str, float]) -> str | None:
+    """The rule that rejects a pair whatever the model says, if one applies: ``"colour_lost"``
+    (the reference's coloured mark lost its colour, :func:`_colour_lost`) or ``"flattened"`` (a
+    mark-sized patch of its structure flattened, :func:`_flattened`)."""
+    if features.get("colour_lost", 0.0) > COLOUR_LOST_VETO:
+        return "colour_lost"
+    if features.get("flattened", 0.0) > FLATTENED_VETO:
+        return "flattened"
+    return None
+
+
 def feature_vector(features: dict[str, float]) -> F64:
     """The model's input, in :data:`FEATURES` order."""
     return np.array([features.get(name, 0.0) for name in FEATURES], dtype=np.float64)
@@ -986,9 +1001,8 @@ def verify(query: VerifyView, reference: VerifyView) -> Verification:
     accepted = score >= model.threshold
     colour_lost = feats.get("colour_lost", 0.0)
     flattened = feats.get("flattened", 0.0)
-    vetoed = accepted and colour_lost > COLOUR_LOST_VETO
-    flat_vetoed = accepted and not vetoed and flattened > FLATTENED_VETO
-    accepted = accepted and not vetoed and not flat_vetoed
+    vetoed_by = veto(feats) if accepted else None
+    accepted = accepted and vetoed_by is None
     transform = _describe_transform(align, query, reference)
     if comparison.coverage < 0.97:
         transform += ", crop"
@@ -1017,16 +1031,16 @@ def verify(query: VerifyView, reference: VerifyView) -> Verification:
         )
     verdict = "same photo" if accepted else "not the same photo"
     reason = f"{verdict} (score {score:.2f}): {head}; {detail_text}"
-    if vetoed:
+    if vetoed_by == "colour_lost":
         reason += (
             f"; but the reference's coloured mark is gone: {100 * colour_lost:.0f}% of its "
             "strongly coloured area shows no colour in the query"
         )
     if flattened > FLATTENED_VETO:
         reason += (
-            f"; {'but ' if flat_vetoed else ''}a mark-sized patch of the reference is gone: "
-            f"{100 * flattened:.0f}% of it shows structure (faint included) that the query has "
-            "flattened"
+            f"; {'but ' if vetoed_by == 'flattened' else ''}a mark-sized patch of the reference "
+            f"is gone: {100 * flattened:.0f}% of it shows structure (faint included) that the "
+            "query has flattened"
         )
     return Verification(
         accepted=accepted,

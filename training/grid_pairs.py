@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from detector import images, verify
-from detector.matching import CatalogIndex
 from training.attacks import ATTACKS, ATTACKS_BY_NAME, apply_attack
+from training.engine_matcher import EngineMatcher
 from training.eval_images import attack_seed
 from training.image_corpus import Corpus, read_corpus, resolve_cache
 
@@ -47,18 +47,15 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(root: str, distance: int) -> None:
+    """The evaluation's own engine (stage-1 index and prepared references) in each worker."""
     corpus = read_corpus(Path(root))
-    index = CatalogIndex(default_distance=distance)
-    views: dict[str, verify.VerifyView] = {}
+    engine = EngineMatcher(max_distance=distance)
     data: dict[str, bytes] = {}
     for ref in corpus.references:
-        raw = ref.path.read_bytes()
-        data[ref.image_id] = raw
-        hashes = images.hash_reference(images.decode(raw, draft=False))
-        index.add(ref.image_id, "brand", [(h.variant, h.value) for h in hashes])
-        views[ref.image_id] = verify.prepare(raw)
+        data[ref.image_id] = ref.path.read_bytes()
+        engine.add_reference(ref.image_id, data[ref.image_id])
     negatives = {n.image_id: n.path for n in corpus.negatives}
-    _WORKER.update(index=index, views=views, data=data, negatives=negatives)
+    _WORKER.update(index=engine.index, views=engine.views, data=data, negatives=negatives)
 
 
 def _collect_one(job: tuple[str, str | None, int]) -> Record:
@@ -131,11 +128,7 @@ class StoredModel:
         if not feats:
             return False
         x = np.array([feats.get(n, 0.0) for n in self.names], dtype=np.float64)
-        if self._model.score(x) < self.threshold:
-            return False
-        if feats.get("colour_lost", 0.0) > verify.COLOUR_LOST_VETO:
-            return False
-        return feats.get("flattened", 0.0) <= verify.FLATTENED_VETO
+        return self._model.score(x) >= self.threshold and verify.veto(feats) is None
 
 
 @dataclass
