@@ -16,6 +16,7 @@ from api.brands.router import router as brands_router
 from api.catalog import CatalogService
 from api.context import AppContext
 from api.errors import error_body, install_error_handlers
+from api.ingest.coalesce import ScoringQueue
 from api.ingest.engine import ScoringEngine
 from api.ingest.fetch import FetchPolicy
 from api.ingest.router import router as ingest_router
@@ -121,7 +122,7 @@ def build_context(settings: Settings, metrics: Metrics | None = None) -> AppCont
         max_bytes=settings.max_image_bytes,
         timeout_seconds=settings.image_fetch_timeout_seconds,
     )
-    return AppContext(
+    ctx = AppContext(
         settings=settings,
         engine=engine,
         sessions=sessions,
@@ -133,6 +134,14 @@ def build_context(settings: Settings, metrics: Metrics | None = None) -> AppCont
         metrics=metrics or Metrics(),
         keys=KeyCache(settings.auth_cache_seconds),
     )
+    ctx.score_queue = ScoringQueue(
+        ctx,
+        enabled=settings.score_coalescing,
+        window_seconds=settings.score_coalescing_window_ms / 1000,
+        max_group=settings.max_batch_listings,
+        on_group=ctx.metrics.scoring_group,
+    )
+    return ctx
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
@@ -19,6 +19,7 @@ from store.blobs import LocalBlobStore
 
 if TYPE_CHECKING:
     from api.deps import Principal
+    from api.ingest.coalesce import ScoringQueue
 
 
 @dataclass
@@ -36,6 +37,9 @@ class AppContext:
     metrics: Metrics
     #: Keys this worker authenticated in the last ``settings.auth_cache_seconds``.
     keys: KeyCache[Principal]
+    #: Single-listing scoring requests, coalesced into groups (api.ingest.coalesce); set by
+    #: build_context.
+    score_queue: ScoringQueue = field(init=False)
 
     @property
     def image_limits(self) -> ImageLimits:

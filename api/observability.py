@@ -128,6 +128,16 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.scoring_groups = Histogram(
+            "fakeguard_scoring_group_listings",
+            "Single-listing requests scored together in one unit of work (1: alone)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=self.registry,
+        )
+
+    def scoring_group(self, listings: int) -> None:
+        self.scoring_groups.observe(listings)
+
     def verdicts(self, verdicts: Iterable[Verdict]) -> None:
         """Count verdicts by decision and brand, and their unusable images by reason."""
         for v in verdicts:

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     block_threshold: float = Field(default=0.85, ge=0, le=1)
     max_images_per_listing: int = Field(default=10, ge=0)
     max_batch_listings: int = Field(default=500, gt=0)
+    #: Single-listing requests a worker receives while it is scoring are scored together, in
+    #: one text-model call and one unit of work, each still answered on its own
+    #: (api.ingest.coalesce); the window, when above 0, also waits that long after the first.
+    score_coalescing: bool = True
+    score_coalescing_window_ms: float = Field(default=0.0, ge=0, le=100)
     #: Exchange rates, units per 1 USD, as JSON ({"EUR": 0.92, ...}); default: a built-in,
     #: dated illustrative table.
     fx_rates: dict[str, float] | None = None

@@ -217,7 +217,7 @@ def finish_unit(session: Session) -> None:
         raise
     except BaseException:
         session.rollback()
-        _discard(staged)
+        discard_blobs(staged)
         raise
     finally:
         session.close()
@@ -233,11 +233,12 @@ def abandon_unit(session: Session) -> None:
     try:
         session.rollback()
     finally:
-        _discard(session.info.pop(_STAGED_BLOBS, []))
+        discard_blobs(session.info.pop(_STAGED_BLOBS, []))
         session.close()
 
 
-def _discard(staged: list[StagedBlob]) -> None:
+def discard_blobs(staged: Iterable[StagedBlob]) -> None:
+    """Remove staged blobs that no unit of work will publish."""
     for blob in staged:
         try:
             blob.discard()

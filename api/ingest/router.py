@@ -36,9 +36,9 @@ ListingReader = Annotated[Principal, Depends(require_role("ingest", "reviewer"))
     response_model=Verdict,
     responses=error_responses(*AUTH_ERRORS, Unprocessable, ServiceUnavailable, InsufficientStorage),
 )
-async def score(body: ListingIn, unit: UnitOfWorkDep, ctx: ContextDep, _: IngestKey) -> Response:
+async def score(body: ListingIn, ctx: ContextDep, _: IngestKey) -> Response:
     """Score one listing: score, decision and reasons. Idempotent on the listing's content."""
-    verdict = await unit.run(service.score_one, ctx, body)
+    verdict = await ctx.score_queue.score(body)
     ctx.metrics.verdicts([verdict])
     return json_response(verdict)
 

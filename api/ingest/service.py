@@ -34,7 +34,7 @@ from detector.artifacts import ArtifactError
 from detector.matching import ImageReport
 from detector.scorer import ImageEvidence, ImageMatch, ListingInput, ScoredListing
 from store.blobs import BlobStoreError, BlobStoreFull, StagedBlob
-from store.db import session_scope, stage_blobs
+from store.db import discard_blobs, session_scope, stage_blobs
 from store.listings import ListingRepository, Snapshot, StoredVerdict, VerdictRecord
 from store.review import ReviewRepository
 from store.tables import ListingVersion
@@ -68,6 +68,8 @@ class Work:
     images: list[IncomingImage] = field(default_factory=list)
     content_hash: str = ""
     error: BatchItemError | None = None
+    #: A coalesced single listing's own failure (see :func:`score_group`).
+    failure: FakeguardError | None = None
     verdict: Verdict | None = None
 
 
@@ -230,6 +232,28 @@ def score_listings(
     session: Session, ctx: AppContext, bodies: Sequence[ListingIn]
 ) -> list[Verdict | BatchItemError]:
     """Score listings; each item gets a verdict or its own error, in the order given."""
+    works = _score(session, ctx, bodies, group=False)
+    return [w.error if w.error is not None else w.verdict for w in works]  # type: ignore[misc]
+
+
+def score_group(
+    session: Session, ctx: AppContext, bodies: Sequence[ListingIn]
+) -> list[Verdict | BatchItemError | FakeguardError]:
+    """Score single listings of separate requests together (``api.ingest.coalesce``).
+
+    As :func:`score_listings` (one retry query, one text-model call, one write), except that
+    what would fail a request fails only the listings it concerns: a listing the database
+    refuses gets its ``not_stored`` error, and one whose image cannot be stored in the blob
+    store its own 507/503 (its other blobs discarded, nothing stored for it), while the others
+    are stored. Failures of the whole unit (database or text model unavailable) still raise.
+    """
+    works = _score(session, ctx, bodies, group=True)
+    return [w.failure or w.error or w.verdict for w in works]  # type: ignore[misc]
+
+
+def _score(
+    session: Session, ctx: AppContext, bodies: Sequence[ListingIn], *, group: bool
+) -> list[Work]:
     engine = ctx.scoring
     works = [Work(i, b) for i, b in enumerate(bodies)]
     for work in works:
@@ -274,13 +298,16 @@ def score_listings(
             [_listing_input(w.body) for w in todo],
             [[_evidence(img) for img in w.images] for w in todo],
         )
-        _store_blobs(session, ctx, todo)
+        _store_blobs(session, ctx, todo, per_listing=group)
         records = [
             (_snapshot(work), _record(result, scorer.model_version, catalog_version))
             for work, result in zip(todo, scored, strict=True)
+            if work.failure is None
         ]
-        _persist(session, todo, records, isolate=len(bodies) > 1)
-    return [w.error if w.error is not None else w.verdict for w in works]  # type: ignore[misc]
+        kept = [w for w in todo if w.failure is None]
+        if kept:
+            _persist(session, kept, records, isolate=group or len(bodies) > 1)
+    return works
 
 
 def _match(engine: ScoringEngine, img: IncomingImage) -> ImageReport | tuple[str, str]:
@@ -296,8 +323,14 @@ def _match(engine: ScoringEngine, img: IncomingImage) -> ImageReport | tuple[str
         )
 
 
-def _store_blobs(session: Session, ctx: AppContext, works: Sequence[Work]) -> None:
+def _store_blobs(
+    session: Session, ctx: AppContext, works: Sequence[Work], *, per_listing: bool = False
+) -> None:
     """The usable images' bytes, for the reviewer pages (content-addressed, stored once).
+
+    A blob that cannot be written fails the request; with ``per_listing``, only its listing
+    (``work.failure``; the listing's other blobs are discarded, so none is left that nothing
+    refers to).
 
     Staged in the request's unit of work: they take their names when it commits and are
     removed when it does not (a database that fails leaves no bytes nothing refers to).
@@ -307,7 +340,9 @@ def _store_blobs(session: Session, ctx: AppContext, works: Sequence[Work]) -> No
     the last seconds may be missing from the blob store (the reviewer page then says so).
     Reference images, the catalog itself, stay durable.
     """
-    images = [img for w in works for img in w.images if img.data is not None and img.error is None]
+    owned = [
+        (w, img) for w in works for img in w.images if img.data is not None and img.error is None
+    ]
 
     def put(img: IncomingImage) -> StagedBlob | BlobStoreError | None:
         # Every write is waited for (none left running) and staged, so none is left behind.
@@ -317,7 +352,16 @@ def _store_blobs(session: Session, ctx: AppContext, works: Sequence[Work]) -> No
         except BlobStoreError as exc:
             return exc
 
-    staged = list(ctx.scoring.pool.map(put, images))
+    staged = list(ctx.scoring.pool.map(put, [img for _, img in owned]))
+    if per_listing:
+        for (work, _), outcome in zip(owned, staged, strict=True):
+            if isinstance(outcome, BlobStoreError) and work.failure is None:
+                work.failure = _blob_store_error(outcome)
+        failed = {id(w) for w, _ in owned if w.failure is not None}
+        for (work, _), outcome in zip(owned, staged, strict=True):
+            if isinstance(outcome, StagedBlob) and id(work) in failed:
+                discard_blobs([outcome])
+        staged = [b for (w, _), b in zip(owned, staged, strict=True) if id(w) not in failed]
     stage_blobs(session, (b for b in staged if isinstance(b, StagedBlob)))
     failures = [b for b in staged if isinstance(b, BlobStoreError)]
     if failures:
