@@ -377,7 +377,13 @@ class Server:
 
 @contextlib.contextmanager
 def running_server(
-    tmp: Path, port: int, workers: int, admin_key: str, database_url: str | None, log_level: str
+    tmp: Path,
+    port: int,
+    workers: int,
+    admin_key: str,
+    database_url: str | None,
+    log_level: str,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """``fakeguard serve`` in its own process group; killed (the whole group) on the way out.
 
@@ -393,6 +399,7 @@ def running_server(
     )
     if database_url:
         env["FAKEGUARD_DATABASE_URL"] = database_url
+    env.update({f"FAKEGUARD_{name.upper()}": value for name, value in (settings or {}).items()})
     exe = shutil.which("fakeguard")
     cmd = [exe] if exe else [sys.executable, "-m", "cli"]
     cmd += ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
@@ -1002,7 +1009,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--server-log-level", default="warning", help="uvicorn log level (info logs each request)"
     )
+    parser.add_argument(
+        "--server-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a server setting (FAKEGUARD_NAME) for paired runs, e.g. score_coalescing=false",
+    )
     args = parser.parse_args(argv)
+    settings = dict(item.split("=", 1) for item in args.server_setting if "=" in item)
+    if len(settings) != len(args.server_setting):
+        parser.error("--server-setting takes NAME=VALUE")
     if not 1 <= args.seconds <= 120:
         parser.error("--seconds must be between 1 and 120")
     workloads = [
@@ -1059,7 +1076,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             shown_db = f"PostgreSQL {safe_url(database_url)} (fresh, dropped at the end)"
         t0 = time.perf_counter()
         server = stack.enter_context(
-            running_server(tmp, port, args.workers, admin_key, database_url, args.server_log_level)
+            running_server(
+                tmp, port, args.workers, admin_key, database_url, args.server_log_level, settings
+            )
         )
         started = time.perf_counter() - t0
         for failure in server.failed_starts:
@@ -1100,7 +1119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(
             f"server: fakeguard serve --workers {args.workers} (log level "
-            f"{args.server_log_level}), {shown_db}; {n_refs} references in {len(catalog.brands)} "
+            f"{args.server_log_level}{''.join(f', {k}={v}' for k, v in settings.items())}), "
+            f"{shown_db}; {n_refs} references in {len(catalog.brands)} "
             f"brands; text model {version} "
             f"({'copied from ./models' if copied else 'built by the server'}); "
             f"catalog version {catalog_version}; image threads per worker: default "
