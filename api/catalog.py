@@ -67,6 +67,8 @@ class CatalogService:
         self.last_event = 0
         self.last_refresh_at = 0.0
         self.missing_hashes = 0
+        #: references searched with hashes of an older, compatible algorithm version
+        self.stale: set[str] = set()
         self.loaded = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -81,20 +83,29 @@ class CatalogService:
         todo = [e for e in entries if e[0] not in self.index]
         if not todo:
             return 0
-        rows = repo.hashes(
-            algorithm=images.ALGORITHM,
-            algorithm_version=images.ALGORITHM_VERSION,
-            reference_ids=[e[0] for e in todo],
-        )
         by_ref: dict[str, list[tuple[str, int]]] = {}
-        for row in rows:
-            by_ref.setdefault(row.reference_id, []).append((row.variant, row.value))
+        stale: set[str] = set()
+        for version in (images.ALGORITHM_VERSION, *images.COMPATIBLE_VERSIONS):
+            wanted = [e[0] for e in todo if e[0] not in by_ref]
+            if not wanted:
+                break
+            found: dict[str, list[tuple[str, int]]] = {}
+            rows = repo.hashes(
+                algorithm=images.ALGORITHM, algorithm_version=version, reference_ids=wanted
+            )
+            for row in rows:
+                found.setdefault(row.reference_id, []).append((row.variant, row.value))
+            by_ref.update(found)
+            if version != images.ALGORITHM_VERSION:
+                stale.update(found)
         added = 0
         for ref_id, brand_id, sha in todo:
             hashes = by_ref.get(ref_id)
             if not hashes:
                 self.missing_hashes += 1
                 continue
+            if ref_id in stale:
+                self.stale.add(ref_id)
             self.meta[ref_id] = RefMeta(brand_id, sha)
             added += self.index.add(ref_id, brand_id, hashes)
         return added
@@ -114,6 +125,15 @@ class CatalogService:
             self.last_refresh_at = time.time()
             self._last_reconcile = time.monotonic()
             self.loaded = True
+        if self.stale:
+            log.warning(
+                "%d references are searched with hashes of an older %s version (v%s); "
+                "run `fakeguard catalog rehash` for v%d's robustness",
+                len(self.stale),
+                images.ALGORITHM,
+                "/".join(map(str, images.COMPATIBLE_VERSIONS)),
+                images.ALGORITHM_VERSION,
+            )
         if self.missing_hashes:
             log.warning(
                 "%d references have no %s v%d hashes; run `fakeguard catalog rehash`",
@@ -186,6 +206,7 @@ class CatalogService:
     def _remove(self, ref_id: str) -> None:
         self.index.remove(ref_id)
         self.meta.pop(ref_id, None)
+        self.stale.discard(ref_id)
 
     # --- changes made by this worker ---------------------------------------------------------
 
@@ -234,6 +255,7 @@ class CatalogService:
             "index_bytes": self.index.nbytes(),
             "refreshed_at": self.last_refresh_at,
             "references_without_hashes": self.missing_hashes,
+            "references_with_old_hashes": len(self.stale),
             "loaded": self.loaded,
         }
 

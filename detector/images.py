@@ -25,7 +25,11 @@ import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
 ALGORITHM = "dct64"
-ALGORITHM_VERSION = 2
+ALGORITHM_VERSION = 3
+#: Earlier versions whose stored hashes today's queries still compare with. Version 2 is
+#: version 3 without the caption-suppressed views (:data:`CLEAN`): its references stay
+#: searchable, without that robustness, until ``fakeguard catalog rehash`` brings them up to date.
+COMPATIBLE_VERSIONS: tuple[int, ...] = (2,)
 
 #: Formats we decode. Anything else (PSD, EPS, which would run Ghostscript, ICO, ...) is refused.
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
@@ -530,12 +534,43 @@ def reference_variants(image: DecodedImage) -> list[tuple[str, GrayArray]]:
 
 
 def hash_reference(image: DecodedImage) -> list[HashVariant]:
-    """Hashes stored for a reference: every variant and its mirror image."""
+    """Hashes stored for a reference: every variant and its mirror image, and the
+    caption-suppressed frame (:func:`clean`) and its mirror image."""
     out: list[HashVariant] = []
     for name, view in reference_variants(image):
         out.append(HashVariant(name, dct_hash(view)))
         out.append(HashVariant(f"{name}+mirror", dct_hash(view[:, ::-1])))
+    cleaned = clean(image.frame)
+    out.append(HashVariant(CLEAN, dct_hash(cleaned)))
+    out.append(HashVariant(f"{CLEAN}+mirror", dct_hash(cleaned[:, ::-1])))
     return _dedupe(out)
+
+
+#: Variant name of the caption-suppressed view (query and reference alike).
+CLEAN = "clean"
+#: Side the frame is brought to before the morphological filter, and the filter's size there:
+#: strokes of captions up to ~4 % of the side wide are removed.
+CLEAN_SIDE = 128
+CLEAN_KERNEL = 5
+
+
+def clean(gray: GrayArray) -> GrayArray:
+    """The frame with thin strokes removed: a grey closing then opening at ``CLEAN_SIDE``.
+
+    Text stamped over a photo (a shop name, "SALE", a price) is a few large, thin strokes;
+    closing fills dark strokes from their surroundings, opening removes light ones. What is
+    left is the photo's large-scale layout, which the 64-bit hash reads: a caption that moved
+    the plain hash beyond the threshold moves this one far less. Thin parts of the photo go
+    too, on the reference as on the query, so the two still compare.
+    """
+    import cv2
+
+    h, w = gray.shape
+    scale = CLEAN_SIDE / max(h, w)
+    small = _resize(gray, max(8, round(w * scale)), max(8, round(h * scale)))
+    kernel = np.ones((CLEAN_KERNEL, CLEAN_KERNEL), np.uint8)
+    closed = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel)
+    return np.asarray(cv2.morphologyEx(closed, cv2.MORPH_OPEN, kernel), dtype=np.float32)
 
 
 def segments(
@@ -576,6 +611,7 @@ def hash_query(image: DecodedImage) -> list[HashVariant]:
     """Hashes computed for a listing image: the whole frame, the border-trimmed image and each
     large band of content (a photo inside a screenshot, trimmed to its own content)."""
     views = [HashVariant("orig", dct_hash(image.frame))]
+    views.append(HashVariant(CLEAN, dct_hash(clean(image.frame))))
     if image.full is not None:
         views.append(HashVariant("trim", dct_hash(image.gray)))
     for top, bottom in segments(image.gray):
@@ -586,11 +622,14 @@ def hash_query(image: DecodedImage) -> list[HashVariant]:
 
 
 def _dedupe(hashes: Sequence[HashVariant]) -> list[HashVariant]:
-    seen: set[int] = set()
+    """First of each hash value; the caption-suppressed views apart (they are only ever
+    compared with each other, so one equal to a plain view's hash is still needed)."""
+    seen: set[tuple[bool, int]] = set()
     out: list[HashVariant] = []
     for h in hashes:
-        if h.value not in seen:
-            seen.add(h.value)
+        key = (h.variant.startswith(CLEAN), h.value)
+        if key not in seen:
+            seen.add(key)
             out.append(h)
     return out
 

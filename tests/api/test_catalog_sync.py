@@ -119,22 +119,31 @@ def test_rehash_recomputes_stale_hashes_and_workers_follow(api: Api) -> None:
     from store.tables import ReferenceHash
 
     brand = api.brand("Nike")
-    ids = _upload(api, brand["id"], [9, 10])
+    ids = _upload(api, brand["id"], [9, 10, 11])
+    older = images.COMPATIBLE_VERSIONS[0]
     engine = make_engine(api.settings.db_url)
-    with engine.begin() as conn:  # as if hashed by an older algorithm version
+    with engine.begin() as conn:  # as if hashed by older algorithm versions
         conn.execute(
             update(ReferenceHash)
             .where(ReferenceHash.reference_id == ids[0])
-            .values(algorithm_version=images.ALGORITHM_VERSION - 1)
+            .values(algorithm_version=min(images.COMPATIBLE_VERSIONS) - 1)
+        )
+        conn.execute(  # a compatible version: searchable, flagged as stale
+            update(ReferenceHash)
+            .where(ReferenceHash.reference_id == ids[2])
+            .values(algorithm_version=older)
         )
     with TestClient(create_app(api.settings)) as other:
         theirs = _catalog(other)
         assert ids[0] not in theirs.index and theirs.missing_hashes == 1
+        assert ids[2] in theirs.index and theirs.stale == {ids[2]}
+        assert theirs.status()["references_with_old_hashes"] == 1
         ctx = api.client.app.state.ctx  # type: ignore[attr-defined]
         report = rehash_references(make_session_factory(engine), ctx.blobs, progress=False)
-        assert report.rehashed == 1 and report.failed == []
+        assert report.rehashed == 2 and report.failed == []
         theirs.refresh()
-        assert ids[0] in theirs.index and ids[1] in theirs.index
+        assert all(i in theirs.index for i in ids)
+        assert theirs.stale == set()
         assert (
             rehash_references(make_session_factory(engine), ctx.blobs, progress=False).rehashed == 0
         )
