@@ -534,8 +534,9 @@ def reference_variants(image: DecodedImage) -> list[tuple[str, GrayArray]]:
 
 
 def hash_reference(image: DecodedImage) -> list[HashVariant]:
-    """Hashes stored for a reference: every variant and its mirror image, and the
-    caption-suppressed frame (:func:`clean`) and its mirror image."""
+    """Hashes stored for a reference: every variant and its mirror image, the
+    caption-suppressed frame (:func:`clean`), the strips (:func:`strip_hashes`), and their
+    mirror images."""
     out: list[HashVariant] = []
     for name, view in reference_variants(image):
         out.append(HashVariant(name, dct_hash(view)))
@@ -543,7 +544,41 @@ def hash_reference(image: DecodedImage) -> list[HashVariant]:
     cleaned = clean(image.frame)
     out.append(HashVariant(CLEAN, dct_hash(cleaned)))
     out.append(HashVariant(f"{CLEAN}+mirror", dct_hash(cleaned[:, ::-1])))
+    out += strip_hashes(image.frame)
+    out += [HashVariant(f"{h.variant}+mirror", h.value) for h in strip_hashes(image.frame[:, ::-1])]
     return _dedupe(out)
+
+
+#: Strips of the frame hashed on their own, as fractions (left, top, right, bottom) cut away:
+#: the third of the frame along each side. A caption across the middle third leaves the top
+#: and bottom strips whole, a banner along one side or a caption in a corner the opposite ones.
+STRIPS: dict[str, tuple[float, float, float, float]] = {
+    "top": (0.0, 0.0, 0.0, 2 / 3),
+    "bottom": (0.0, 2 / 3, 0.0, 0.0),
+    "left": (0.0, 0.0, 2 / 3, 0.0),
+    "right": (2 / 3, 0.0, 0.0, 0.0),
+}
+#: A strip is hashed only with this much structure (:func:`image_quality`): the plain margin of
+#: a product shot on white would match every other such margin.
+STRIP_MIN_QUALITY = 20.0
+
+
+def strip_hashes(frame: GrayArray) -> list[HashVariant]:
+    """Hashes of the frame's :data:`STRIPS` that have enough structure to identify it."""
+    out: list[HashVariant] = []
+    for name, box in STRIPS.items():
+        part = _crop(frame, box)
+        if image_quality(part) >= STRIP_MIN_QUALITY:
+            out.append(HashVariant(name, dct_hash(part)))
+    return out
+
+
+def view_kind(variant: str) -> str:
+    """The kind of view a variant name is: ``""`` for the whole-frame views (the original,
+    crops, rotations, trimmed, bands), else :data:`CLEAN` or a strip's name. Views are only
+    compared with stored variants of their own kind (a mirrored variant is of its base kind)."""
+    base = variant.split("+", 1)[0]
+    return base if base == CLEAN or base in STRIPS else ""
 
 
 #: Variant name of the caption-suppressed view (query and reference alike).
@@ -612,6 +647,7 @@ def hash_query(image: DecodedImage) -> list[HashVariant]:
     large band of content (a photo inside a screenshot, trimmed to its own content)."""
     views = [HashVariant("orig", dct_hash(image.frame))]
     views.append(HashVariant(CLEAN, dct_hash(clean(image.frame))))
+    views += strip_hashes(image.frame)
     if image.full is not None:
         views.append(HashVariant("trim", dct_hash(image.gray)))
     for top, bottom in segments(image.gray):
@@ -622,12 +658,12 @@ def hash_query(image: DecodedImage) -> list[HashVariant]:
 
 
 def _dedupe(hashes: Sequence[HashVariant]) -> list[HashVariant]:
-    """First of each hash value; the caption-suppressed views apart (they are only ever
-    compared with each other, so one equal to a plain view's hash is still needed)."""
-    seen: set[tuple[bool, int]] = set()
+    """First of each hash value within each :func:`view_kind` (kinds are only ever compared
+    with their own, so a strip's hash equal to a whole-frame view's is still needed)."""
+    seen: set[tuple[str, int]] = set()
     out: list[HashVariant] = []
     for h in hashes:
-        key = (h.variant.startswith(CLEAN), h.value)
+        key = (view_kind(h.variant), h.value)
         if key not in seen:
             seen.add(key)
             out.append(h)

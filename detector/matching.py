@@ -17,12 +17,14 @@ import numpy as np
 
 from detector.images import (
     CLEAN,
+    STRIPS,
     DecodedImage,
     HashVariant,
     ImageLimits,
     ImageRejected,
     decode,
     hash_query,
+    view_kind,
 )
 from detector.index import HammingIndex
 from detector.verify import Verification, VerifyView, verify
@@ -33,6 +35,14 @@ DEFAULT_MAX_DISTANCE = 12
 #: most this distance (or the brand's own, if lower): filtering away thin strokes makes images
 #: more alike, so the same number of differing bits means more than on the plain hash.
 CLEAN_MAX_DISTANCE = 10
+#: Strips (``images.STRIPS``) are compared only with the same strip, at most this distance: a
+#: strip is 40 % of the photo, and many photos share a similar one.
+STRIP_MAX_DISTANCE = 6
+#: Largest distance per view kind (:func:`images.view_kind`); whole-frame views use the brand's.
+KIND_MAX_DISTANCE: dict[str, int] = {
+    CLEAN: CLEAN_MAX_DISTANCE,
+    **{name: STRIP_MAX_DISTANCE for name in STRIPS},
+}
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,7 @@ class VariantCodes:
     def __init__(self) -> None:
         self._codes: dict[str, int] = {}
         self._names: list[str] = []
+        self._kinds: list[str] = []
         self._lock = threading.Lock()
 
     def code(self, name: str) -> int:
@@ -62,12 +73,17 @@ class VariantCodes:
             if name not in self._codes:
                 if len(self._names) >= 255:
                     raise ValueError("more than 255 distinct variant names")
+                self._kinds.append(view_kind(name))
                 self._codes[name] = len(self._names)
                 self._names.append(name)
             return self._codes[name]
 
     def name(self, code: int) -> str:
         return self._names[code]
+
+    def kind(self, code: int) -> str:
+        """:func:`images.view_kind` of the variant (computed once per name)."""
+        return self._kinds[code]
 
 
 class CatalogIndex:
@@ -165,7 +181,8 @@ class CatalogIndex:
         for i, (view, found) in enumerate(
             zip(views, self._index.search(queries, radius), strict=True)
         ):
-            clean_view = view.variant == CLEAN
+            kind = view_kind(view.variant)
+            kind_limit = KIND_MAX_DISTANCE.get(kind)
             for key, code, dist in zip(
                 found.ref_keys.tolist(),
                 found.variants.tolist(),
@@ -175,15 +192,15 @@ class CatalogIndex:
                 ref = self._ref_of.get(key)
                 if ref is None:
                     continue
-                variant = self._variants.name(code)
-                if variant.startswith(CLEAN) != clean_view:
+                if self._variants.kind(code) != kind:
                     continue
+                variant = self._variants.name(code)
                 ref_id, brand_id = ref
                 per_view = near.setdefault(ref_id, [radius + 1] * len(views))
                 per_view[i] = min(per_view[i], dist)
                 limit = self.brand_distance(brand_id)
-                if clean_view:
-                    limit = min(limit, CLEAN_MAX_DISTANCE)
+                if kind_limit is not None:
+                    limit = min(limit, kind_limit)
                 if dist > limit:
                     continue
                 prev = best.get(ref_id)

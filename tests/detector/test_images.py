@@ -184,7 +184,5 @@ def test_segments_find_a_product_on_white_and_a_photo_below_the_status_bar() -> 
 def test_segments_ignore_a_plain_photo() -> None:
     decoded = _decode(product_photo(5))
     assert images.segments(decoded.gray) == []
-    assert [v.variant for v in images.hash_query(decoded)] in (
-        ["orig", images.CLEAN],
-        ["orig", images.CLEAN, "trim"],
-    )
+    whole = [v.variant for v in images.hash_query(decoded) if images.view_kind(v.variant) == ""]
+    assert whole in (["orig"], ["orig", "trim"])

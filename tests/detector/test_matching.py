@@ -102,3 +102,56 @@ def test_reference_and_query_hashes_include_the_clean_view() -> None:
     # kept even when equal to a plain variant's hash (the two kinds never meet)
     assert CLEAN in ref and f"{CLEAN}+mirror" in ref and CLEAN in query
     assert images.hamming(ref[CLEAN], query[CLEAN]) <= 4
+
+
+def _textured(seed: int, size: int = 600) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    img = Image.new("RGB", (size, size), (235, 235, 235))
+    draw = ImageDraw.Draw(img)
+    for _ in range(40):
+        x, y = rng.integers(0, size - 60, size=2)
+        s = int(rng.integers(30, 120))
+        draw.ellipse((x, y, x + s, y + s), fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+    return img
+
+
+def test_a_caption_across_the_middle_is_found_by_the_top_and_bottom_strips() -> None:
+    index = CatalogIndex(default_distance=12)
+    for seed in range(8):
+        decoded = images.decode(_jpeg(_textured(seed)), draft=False)
+        index.add(f"r{seed}", "b", [(h.variant, h.value) for h in images.hash_reference(decoded)])
+    captioned = _textured(3)
+    # a bold black-and-white banner over the middle third, too much for the whole-frame views
+    draw = ImageDraw.Draw(captioned)
+    for x in range(0, 600, 160):
+        draw.rectangle((x, 202, x + 79, 398), fill=(0, 0, 0))
+        draw.rectangle((x + 80, 202, x + 159, 398), fill=(255, 255, 255))
+    views = images.hash_query(images.decode(_jpeg(captioned)))
+    whole = [v for v in views if images.view_kind(v.variant) == ""]
+    assert all(c.reference_id != "r3" for c in index.search(whole))  # beyond the plain views
+    found = index.search(views)
+    assert found and found[0].reference_id == "r3"
+    assert found[0].query_view in ("top", "bottom") and found[0].variant == found[0].query_view
+    # mirrored, the strips match the reference's mirrored strips
+    mirrored = images.hash_query(
+        images.decode(_jpeg(captioned.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+    )
+    found = index.search(mirrored)
+    assert found and found[0].reference_id == "r3" and found[0].variant.endswith("+mirror")
+
+
+def test_plain_strips_are_not_hashed_and_kinds_never_mix() -> None:
+    img = Image.new("RGB", (600, 600), (255, 255, 255))
+    ImageDraw.Draw(img).rectangle((380, 380, 560, 560), fill=(20, 40, 160))  # bottom right only
+    decoded = images.decode(_jpeg(img), draft=False)
+    strips = {h.variant for h in images.strip_hashes(decoded.frame)}
+    assert strips <= {"bottom", "right"} and "top" not in strips and "left" not in strips
+    assert images.view_kind("top+mirror") == "top" and images.view_kind("crop10-tl+mirror") == ""
+    index = CatalogIndex(default_distance=12)
+    index.add("r", "b", [("top", BASE)])
+    assert index.search([HashVariant("bottom", BASE)]) == []
+    assert index.search([HashVariant("orig", BASE)]) == []
+    assert [c.variant for c in index.search([HashVariant("top", BASE)])] == ["top"]
+    from detector.matching import STRIP_MAX_DISTANCE
+
+    assert index.search([HashVariant("top", _flip(BASE, STRIP_MAX_DISTANCE + 1))]) == []
