@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
@@ -472,7 +473,11 @@ def _pack_bits(bits: npt.NDArray[np.bool_]) -> int:
 
 def dct_hash(gray: GrayArray) -> int:
     """64-bit DCT perceptual hash: 32x32 box downsample, 2-D DCT, 8x8 low band vs its median."""
-    small = _resize(gray, 32, 32).astype(np.float64)
+    return _dct_bits(_resize(gray, 32, 32).astype(np.float64))
+
+
+def _dct_bits(small: npt.NDArray[np.float64]) -> int:
+    """The hash bits of a 32x32 downsample: 8x8 low band of its 2-D DCT vs the band's median."""
     d = _dct_matrix()
     low = d @ small @ d.T
     return _pack_bits(low > _median(low.ravel()))
@@ -541,36 +546,46 @@ def hash_reference(image: DecodedImage) -> list[HashVariant]:
     for name, view in reference_variants(image):
         out.append(HashVariant(name, dct_hash(view)))
         out.append(HashVariant(f"{name}+mirror", dct_hash(view[:, ::-1])))
-    cleaned = clean(image.frame)
-    out.append(HashVariant(CLEAN, dct_hash(cleaned)))
-    out.append(HashVariant(f"{CLEAN}+mirror", dct_hash(cleaned[:, ::-1])))
+    out.append(HashVariant(CLEAN, clean_hash(image.frame)))
+    out.append(HashVariant(f"{CLEAN}+mirror", clean_hash(image.frame[:, ::-1])))
     out += strip_hashes(image.frame)
     out += [HashVariant(f"{h.variant}+mirror", h.value) for h in strip_hashes(image.frame[:, ::-1])]
     return _dedupe(out)
 
 
-#: Strips of the frame hashed on their own, as fractions (left, top, right, bottom) cut away:
-#: the third of the frame along each side. A caption across the middle third leaves the top
-#: and bottom strips whole, a banner along one side or a caption in a corner the opposite ones.
-STRIPS: dict[str, tuple[float, float, float, float]] = {
-    "top": (0.0, 0.0, 0.0, 2 / 3),
-    "bottom": (0.0, 2 / 3, 0.0, 0.0),
-    "left": (0.0, 0.0, 2 / 3, 0.0),
-    "right": (2 / 3, 0.0, 0.0, 0.0),
-}
-#: A strip is hashed only with this much structure (:func:`image_quality`): the plain margin of
-#: a product shot on white would match every other such margin.
-STRIP_MIN_QUALITY = 20.0
+#: Strips of the frame hashed on their own: the third of the frame along each side (in this
+#: order in :func:`strip_hashes`). A caption across the middle third leaves the top and bottom
+#: strips whole, a banner along one side or a caption in a corner the opposite ones.
+STRIPS: tuple[str, ...] = ("top", "bottom", "left", "right")
+#: A strip is hashed only with this much structure (mean absolute gradient of its 32 x 32
+#: downsample, x10): the plain margin of a product shot on white would match every other one.
+STRIP_MIN_QUALITY = 30.0
 
 
 def strip_hashes(frame: GrayArray) -> list[HashVariant]:
-    """Hashes of the frame's :data:`STRIPS` that have enough structure to identify it."""
-    out: list[HashVariant] = []
-    for name, box in STRIPS.items():
-        part = _crop(frame, box)
-        if image_quality(part) >= STRIP_MIN_QUALITY:
-            out.append(HashVariant(name, dct_hash(part)))
-    return out
+    """Hashes of the frame's :data:`STRIPS` that have enough structure to identify it.
+
+    Each strip is brought to 32 x 32 cells and hashed as :func:`dct_hash` hashes its own
+    32 x 32 downsample.
+    """
+    # one downsample to 96 x 96; each strip is then 32 x 96 (or 96 x 32) cells, averaged in
+    # threes along its length to 32 x 32
+    grid = _small(frame, 96, 96).astype(np.float64)
+    across = (grid[:, 0::3] + grid[:, 1::3] + grid[:, 2::3]) / 3.0  # 96 x 32
+    down = (grid[0::3] + grid[1::3] + grid[2::3]) / 3.0  # 32 x 96
+    smalls = np.stack([across[:32], across[64:], down[:, :32], down[:, 64:]])
+    quality = 10.0 * (
+        np.abs(np.diff(smalls, axis=2)).mean(axis=(1, 2))
+        + np.abs(np.diff(smalls, axis=1)).mean(axis=(1, 2))
+    )
+    d = _dct_matrix()
+    low = (d @ smalls @ d.T).reshape(len(STRIPS), -1)
+    median = np.partition(low, [31, 32], axis=1)[:, 31:33].mean(axis=1)
+    return [
+        HashVariant(name, _pack_bits(low[i] > median[i]))
+        for i, name in enumerate(STRIPS)
+        if quality[i] >= STRIP_MIN_QUALITY
+    ]
 
 
 def view_kind(variant: str) -> str:
@@ -589,6 +604,22 @@ CLEAN_SIDE = 128
 CLEAN_KERNEL = 5
 
 
+def _small(gray: GrayArray, width: int, height: int) -> GrayArray:
+    """A cheap resize for the views added in version 3: OpenCV's area averaging when reducing
+    by 2x or more (no aliasing; references), bilinear otherwise (close to it at such factors,
+    and a quarter of its cost: the listing photo, decoded at 1/8 scale, is ~125 px)."""
+    src = np.ascontiguousarray(gray, dtype=np.float32)
+    reducing = src.shape[1] >= 2 * width or src.shape[0] >= 2 * height
+    method = cv2.INTER_AREA if reducing else cv2.INTER_LINEAR
+    return np.asarray(cv2.resize(src, (width, height), interpolation=method), dtype=np.float32)
+
+
+def clean_hash(gray: GrayArray) -> int:
+    """:func:`dct_hash` of :func:`clean` (its 32 x 32 downsample taken with OpenCV)."""
+    small = cv2.resize(clean(gray), (32, 32), interpolation=cv2.INTER_AREA)
+    return _dct_bits(small.astype(np.float64))
+
+
 def clean(gray: GrayArray) -> GrayArray:
     """The frame with thin strokes removed: a grey closing then opening at ``CLEAN_SIDE``.
 
@@ -598,11 +629,9 @@ def clean(gray: GrayArray) -> GrayArray:
     the plain hash beyond the threshold moves this one far less. Thin parts of the photo go
     too, on the reference as on the query, so the two still compare.
     """
-    import cv2
-
     h, w = gray.shape
     scale = CLEAN_SIDE / max(h, w)
-    small = _resize(gray, max(8, round(w * scale)), max(8, round(h * scale)))
+    small = _small(gray, max(8, round(w * scale)), max(8, round(h * scale)))
     kernel = np.ones((CLEAN_KERNEL, CLEAN_KERNEL), np.uint8)
     closed = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel)
     return np.asarray(cv2.morphologyEx(closed, cv2.MORPH_OPEN, kernel), dtype=np.float32)
@@ -646,7 +675,7 @@ def hash_query(image: DecodedImage) -> list[HashVariant]:
     """Hashes computed for a listing image: the whole frame, the border-trimmed image and each
     large band of content (a photo inside a screenshot, trimmed to its own content)."""
     views = [HashVariant("orig", dct_hash(image.frame))]
-    views.append(HashVariant(CLEAN, dct_hash(clean(image.frame))))
+    views.append(HashVariant(CLEAN, clean_hash(image.frame)))
     views += strip_hashes(image.frame)
     if image.full is not None:
         views.append(HashVariant("trim", dct_hash(image.gray)))
