@@ -36,7 +36,7 @@ DEFAULT_MAX_DISTANCE = 12
 #: more alike, so the same number of differing bits means more than on the plain hash.
 CLEAN_MAX_DISTANCE = 10
 #: Strips (``images.STRIPS``) are compared only with the same strip, at most this distance: a
-#: strip is 40 % of the photo, and many photos share a similar one.
+#: strip is a third of the photo, and many photos share a similar one.
 STRIP_MAX_DISTANCE = 6
 #: Largest distance per view kind (:func:`images.view_kind`); whole-frame views use the brand's.
 KIND_MAX_DISTANCE: dict[str, int] = {
