@@ -170,6 +170,17 @@ class _LiveGauges(Collector):
         yield GaugeMetricFamily(
             "fakeguard_catalog_hashes", "Hashes in the search index", value=index.n_hashes
         )
+        yield GaugeMetricFamily(
+            "fakeguard_catalog_references_old_hashes",
+            "References searched with hashes of an older compatible algorithm version "
+            "(fakeguard catalog rehash updates them)",
+            value=len(ctx.catalog.stale),
+        )
+        yield GaugeMetricFamily(
+            "fakeguard_catalog_references_without_hashes",
+            "References not searchable: no hashes of a usable algorithm version",
+            value=ctx.catalog.missing_hashes,
+        )
         model = ctx.scoring.model_status()
         info = GaugeMetricFamily(
             "fakeguard_model_info", "The text model being served (value 1)", labels=["version"]

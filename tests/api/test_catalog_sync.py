@@ -138,6 +138,9 @@ def test_rehash_recomputes_stale_hashes_and_workers_follow(api: Api) -> None:
         assert ids[0] not in theirs.index and theirs.missing_hashes == 1
         assert ids[2] in theirs.index and theirs.stale == {ids[2]}
         assert theirs.status()["references_with_old_hashes"] == 1
+        metrics = other.get("/metrics").text
+        assert "fakeguard_catalog_references_old_hashes 1.0" in metrics
+        assert "fakeguard_catalog_references_without_hashes 1.0" in metrics
         ctx = api.client.app.state.ctx  # type: ignore[attr-defined]
         report = rehash_references(make_session_factory(engine), ctx.blobs, progress=False)
         assert report.rehashed == 2 and report.failed == []
