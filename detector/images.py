@@ -473,14 +473,18 @@ def _pack_bits(bits: npt.NDArray[np.bool_]) -> int:
 
 def dct_hash(gray: GrayArray) -> int:
     """64-bit DCT perceptual hash: 32x32 box downsample, 2-D DCT, 8x8 low band vs its median."""
-    return _dct_bits(_resize(gray, 32, 32).astype(np.float64))
+    return _dct_bits(_resize(gray, 32, 32).astype(np.float64)[None])[0]
 
 
-def _dct_bits(small: npt.NDArray[np.float64]) -> int:
-    """The hash bits of a 32x32 downsample: 8x8 low band of its 2-D DCT vs the band's median."""
+def _dct_bits(smalls: npt.NDArray[np.float64]) -> list[int]:
+    """The hash of each 32x32 downsample in a stack ``(n, 32, 32)``: the 8x8 low band of its
+    2-D DCT against the band's median (the mean of its two middle values)."""
     d = _dct_matrix()
-    low = d @ small @ d.T
-    return _pack_bits(low > _median(low.ravel()))
+    low = (d @ smalls @ d.T).reshape(len(smalls), -1)
+    half = low.shape[1] // 2
+    part = np.partition(low, (half - 1, half), axis=1)
+    median = (part[:, half - 1] + part[:, half]) / 2
+    return [_pack_bits(row > m) for row, m in zip(low, median, strict=True)]
 
 
 def _crop(gray: GrayArray, box: tuple[float, float, float, float]) -> GrayArray:
@@ -578,13 +582,10 @@ def strip_hashes(frame: GrayArray) -> list[HashVariant]:
         np.abs(np.diff(smalls, axis=2)).mean(axis=(1, 2))
         + np.abs(np.diff(smalls, axis=1)).mean(axis=(1, 2))
     )
-    d = _dct_matrix()
-    low = (d @ smalls @ d.T).reshape(len(STRIPS), -1)
-    median = np.partition(low, [31, 32], axis=1)[:, 31:33].mean(axis=1)
     return [
-        HashVariant(name, _pack_bits(low[i] > median[i]))
-        for i, name in enumerate(STRIPS)
-        if quality[i] >= STRIP_MIN_QUALITY
+        HashVariant(name, value)
+        for name, value, q in zip(STRIPS, _dct_bits(smalls), quality, strict=True)
+        if q >= STRIP_MIN_QUALITY
     ]
 
 
@@ -617,7 +618,7 @@ def _small(gray: GrayArray, width: int, height: int) -> GrayArray:
 def clean_hash(gray: GrayArray) -> int:
     """:func:`dct_hash` of :func:`clean` (its 32 x 32 downsample taken with OpenCV)."""
     small = cv2.resize(clean(gray), (32, 32), interpolation=cv2.INTER_AREA)
-    return _dct_bits(small.astype(np.float64))
+    return _dct_bits(small.astype(np.float64)[None])[0]
 
 
 def clean(gray: GrayArray) -> GrayArray:
@@ -672,8 +673,9 @@ def segments(
 
 
 def hash_query(image: DecodedImage) -> list[HashVariant]:
-    """Hashes computed for a listing image: the whole frame, the border-trimmed image and each
-    large band of content (a photo inside a screenshot, trimmed to its own content)."""
+    """Hashes computed for a listing image: the whole frame, its caption-suppressed view
+    (:func:`clean_hash`) and side thirds (:func:`strip_hashes`), the border-trimmed image and
+    each large band of content (a photo inside a screenshot, trimmed to its own content)."""
     views = [HashVariant("orig", dct_hash(image.frame))]
     views.append(HashVariant(CLEAN, clean_hash(image.frame)))
     views += strip_hashes(image.frame)
