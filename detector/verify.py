@@ -53,6 +53,7 @@ from detector.images import (
     open_image,
     orientation,
     reduce_large,
+    trim_uniform_border,
 )
 
 U8 = npt.NDArray[np.uint8]
@@ -76,6 +77,13 @@ RANSAC_PX = 4.0
 MIN_INLIERS = 8
 #: Plausible scales (query px per reference px, both prepared): beyond them the fit is degenerate.
 MIN_SCALE, MAX_SCALE = 0.12, 6.0
+#: A reference whose content (inside uniform margins) covers less than this share of its area
+#: has a content box (see :func:`_content`) ...
+CONTENT_BELOW = 0.9
+#: ... widened by this share of the content's size on each side ...
+TRIM_MARGIN = 0.03
+#: ... found down to as little as this share of the frame's width or height.
+TRIM_MIN_KEEP = 0.05
 #: Longest side of the comparison grid laid over the reference.
 GRID = 200
 #: A pixel differs when the query leaves the reference's local range (its BANDxBAND min/max,
@@ -106,8 +114,13 @@ OVERLAY_ADDS = 2.0
 CHROMA_EDGE_WEIGHT = 1.5
 #: Gradient magnitude (grey levels per grid cell) above which a grid cell is an edge.
 EDGE_LEVEL = 14.0
-#: Differing regions smaller than this fraction of the compared area are not reported.
+#: Pairs whose missing reference structure lies at least this much under paint (captions,
+#: banners) are judged against the model's paint threshold (:meth:`_Model.threshold_for`).
+PAINT_REGIME = 0.9
+#: Differing regions smaller than this fraction of the compared area (of the reference's content,
+#: when it has a content box, and then none under MIN_REGION_CELLS grid cells) are not reported.
 MIN_REGION = 0.002
+MIN_REGION_CELLS = 8
 
 FEATURES: tuple[str, ...] = (
     "log_inliers",
@@ -156,6 +169,11 @@ class VerifyView:
         reference (alignment mirrors the query, never the reference).
     width, height : int
         Size of the decoded image before it was bounded (after EXIF orientation).
+    content : (x0, y0, x1, y1) or None
+        For a reference (:func:`prepare_reference`), the box of ``gray`` (exclusive ends) that
+        holds its content when uniform margins surround it; the smallest differing region the
+        comparison reports is a share of the content's area, not of the whole image's. None:
+        the whole image.
     """
 
     gray: U8
@@ -166,6 +184,7 @@ class VerifyView:
     mirror_descriptors: U8
     width: int
     height: int
+    content: tuple[int, int, int, int] | None = None
     #: What :func:`_compare` derives from this image alone when it is the reference (its grid,
     #: gradients, chroma percentile), kept for the next query compared with it: reference views
     #: are cached across requests. Read-only arrays; filled with ``setdefault``, so concurrent
@@ -242,18 +261,49 @@ def prepare_query(data: bytes) -> VerifyView:
     return prepare(data, n_features=QUERY_FEATURES, mirror=True)
 
 
+def prepare_reference(data: bytes) -> VerifyView:
+    """:func:`prepare` for a brand's reference photo, with its content box (``trim``)."""
+    return prepare(data, trim=True)
+
+
+def _content(gray: U8) -> tuple[int, int, int, int] | None:
+    """The box of ``gray`` that holds its content, or None to compare all of it.
+
+    The content box of :func:`detector.images.trim_uniform_border` (one round: a product's own
+    plain surface is content), widened by :data:`TRIM_MARGIN` of the content's size on each
+    side; None when that leaves :data:`CONTENT_BELOW` of the image's area or more.
+    """
+    h, w = gray.shape
+    _, (left, top, right, bottom) = trim_uniform_border(
+        gray.astype(np.float32), min_keep=TRIM_MIN_KEEP, rounds=1
+    )
+    cw, ch = (1.0 - left - right) * w, (1.0 - top - bottom) * h
+    x0 = max(0, math.floor(left * w - TRIM_MARGIN * cw))
+    y0 = max(0, math.floor(top * h - TRIM_MARGIN * ch))
+    x1 = min(w, math.ceil((1.0 - right) * w + TRIM_MARGIN * cw))
+    y1 = min(h, math.ceil((1.0 - bottom) * h + TRIM_MARGIN * ch))
+    if (x1 - x0) * (y1 - y0) > CONTENT_BELOW * w * h:
+        return None
+    return x0, y0, x1, y1
+
+
 def prepare(
     data: bytes,
     *,
     max_side: int = 384,
     n_features: int = REFERENCE_FEATURES,
     mirror: bool = False,
+    trim: bool = False,
 ) -> VerifyView:
     """Decode ``data`` and compute everything :func:`verify` needs from it, once.
 
-    References use the defaults; listing photos go through :func:`prepare_query`, which also
-    computes the mirrored image's keypoints (``mirror``): alignment tries the query both ways
-    round, so a reference needs none.
+    References go through :func:`prepare_reference`, listing photos through
+    :func:`prepare_query`, which also computes the mirrored image's keypoints (``mirror``):
+    alignment tries the query both ways round, so a reference needs none.
+
+    ``trim`` finds the box inside uniform margins (``content``): on a small product on a big
+    plain canvas, a look-alike with another small mark differs in a region too small, measured
+    against the whole canvas, to be reported, though it is a fair share of the product.
     Raises :class:`detector.images.ImageRejected` for anything that is not a usable image (the
     same checks as hashing: format allow-list, size caps, decompression bombs, flat images).
     """
@@ -316,6 +366,7 @@ def prepare(
         mirror_descriptors=mirror_descriptors,
         width=width,
         height=height,
+        content=_content(arr) if trim else None,
     )
 
 
@@ -851,10 +902,15 @@ def _compare(query: VerifyView, reference: VerifyView, align: _Alignment) -> _Co
     closed = cv2.morphologyEx(diff.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
     regions: list[_Region] = []
+    min_cells = MIN_REGION * n_valid
+    if reference.content is not None:
+        cx0, cy0, cx1, cy1 = reference.content
+        content_share = (cx1 - cx0) * (cy1 - cy0) / (rh * rw)
+        min_cells = max(MIN_REGION_CELLS, min_cells * content_share)
     for i in range(1, n):
         x, y, w, h, area = (int(v) for v in stats[i])
         area_frac = area / n_valid
-        if area_frac < MIN_REGION:
+        if area < min_cells:
             continue
         box = (max(0, x - 2), max(0, y - 2), min(gw, x + w + 2), min(gh, y + h + 2))
         sl = (slice(box[1], box[3]), slice(box[0], box[2]))
@@ -939,6 +995,9 @@ class _Model:
         self.init = float(payload["init"])
         self.learning_rate = float(payload["learning_rate"])
         self.threshold = float(payload["threshold"])
+        #: the acceptance threshold for pairs in the paint regime (see :meth:`threshold_for`);
+        #: models without one use ``threshold`` throughout
+        self.paint_threshold = float(payload.get("paint_threshold", self.threshold))
         self.trees = [
             (
                 np.asarray(t["feature"], dtype=np.int64),
@@ -949,6 +1008,19 @@ class _Model:
             )
             for t in payload["trees"]
         ]
+
+    def threshold_for(self, features: dict[str, float]) -> float:
+        """The acceptance threshold for a pair with these measurements.
+
+        Where nearly all the reference structure the query lacks lies under paint laid across
+        the photo (``missing_under_paint`` >= :data:`PAINT_REGIME`: a caption or banner over the
+        mark), copies and look-alikes score differently from elsewhere, so that regime has its
+        own threshold, chosen in training like the other: to reject 99.7 % of the training hard
+        negatives of the regime out of fold.
+        """
+        if features.get("missing_under_paint", 0.0) >= PAINT_REGIME:
+            return self.paint_threshold
+        return self.threshold
 
     def score(self, x: F64) -> float:
         total = self.init
@@ -1076,7 +1148,7 @@ def verify(query: VerifyView, reference: VerifyView) -> Verification:
     align, comparison = detail
     model = _model()
     score = model.score(feature_vector(feats))
-    accepted = score >= model.threshold
+    accepted = score >= model.threshold_for(feats)
     colour_lost = feats.get("colour_lost", 0.0)
     flattened = feats.get("flattened", 0.0)
     vetoed_by = veto(feats) if accepted else None

@@ -34,9 +34,9 @@ class EngineMatcher:
 
     def __init__(self, max_distance: int = 12, max_candidates: int = 5) -> None:
         from detector.matching import ImageMatcher
-        from detector.verify import VerifyView, prepare
+        from detector.verify import VerifyView, prepare_reference
 
-        self._prepare = prepare
+        self._prepare = prepare_reference
         self.index = CatalogIndex(default_distance=max_distance)
         self.views: dict[str, VerifyView] = {}
         self.matcher = ImageMatcher(self.index, self.views.get, max_candidates=max_candidates)

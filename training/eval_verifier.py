@@ -79,7 +79,7 @@ def _ref_job(
     args: tuple[CorpusImage, list[CorpusImage], list[str], str],
 ) -> list[PairResult]:
     ref, negatives, attacks, cache = args
-    ref_view = verify.prepare(ref.path.read_bytes())
+    ref_view = verify.prepare_reference(ref.path.read_bytes())
     out: list[PairResult] = []
     for name in attacks:
         acc, aligned, score, v_ms, p_ms = _run_pair(_attacked(Path(cache), name, ref), ref_view)
@@ -156,7 +156,7 @@ def timing(refs: Sequence[CorpusImage], cache: Path) -> str:
     """verify() alone, in this process, one pair at a time: every attack of a few references."""
     pairs = []
     for ref in refs:
-        ref_view = verify.prepare(ref.path.read_bytes())
+        ref_view = verify.prepare_reference(ref.path.read_bytes())
         for attack in ATTACKS:
             try:
                 pairs.append((verify.prepare_query(_attacked(cache, attack.name, ref)), ref_view))

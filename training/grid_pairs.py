@@ -120,7 +120,6 @@ class StoredModel:
 
     def __init__(self, payload: dict[str, Any]) -> None:
         self.names = tuple(payload["features"])
-        self.threshold = float(payload["threshold"])
         self._model = verify._Model({**payload, "features": list(verify.FEATURES)})
 
     def accepts(self, feats: dict[str, float]) -> bool:
@@ -128,7 +127,8 @@ class StoredModel:
         if not feats:
             return False
         x = np.array([feats.get(n, 0.0) for n in self.names], dtype=np.float64)
-        return self._model.score(x) >= self.threshold and verify.veto(feats) is None
+        threshold = self._model.threshold_for(feats)
+        return self._model.score(x) >= threshold and verify.veto(feats) is None
 
 
 @dataclass
@@ -205,7 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = StoredModel(json.loads(Path(path).read_text()))
         r = score(model, positives, negatives, args.cap)
         per_attack = " ".join(f"{a}:{r.hits[a]}/{r.queries[a]}" for a in r.queries)
-        print(f"{path}: threshold {model.threshold:.3f}, recall {100 * r.recall:.1f} %")
+        m = model._model
+        print(
+            f"{path}: threshold {m.threshold:.3f} (paint regime {m.paint_threshold:.3f}), "
+            f"recall {100 * r.recall:.1f} %"
+        )
         if per_attack:
             print(f"  {per_attack}")
         print(f"  false matches {len(r.false_matches)}/{r.negatives}: {r.false_matches}")

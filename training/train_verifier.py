@@ -77,6 +77,8 @@ logger = logging.getLogger(__name__)
 TRAIN_SEED = 77_001
 MODEL_PATH = Path(__file__).resolve().parent.parent / "detector" / "data" / verify.MODEL_FILE
 TARGET_HARD_REJECTION = 0.997
+#: The paint regime gets its own threshold only with at least this many hard negatives in it.
+MIN_REGIME_HARD_NEGATIVES = 150
 
 FONT_DIR = Path("/usr/share/fonts/truetype")
 LATIN_FONTS = (
@@ -545,7 +547,7 @@ def _group_job(args: tuple[Group, list[Spec], str, int, int, bool]) -> list[Pair
     rng = random.Random(seed)
     icons = Path(icons_dir)
     ref_img = render(group.ref, icons)
-    ref_view = verify.prepare(_jpeg_bytes(ref_img, group.ref.quality))
+    ref_view = verify.prepare_reference(_jpeg_bytes(ref_img, group.ref.quality))
     rows: list[PairRow] = []
 
     def add(query: bytes, label: int, kind: str, attack: str) -> None:
@@ -666,11 +668,17 @@ MONOTONE: dict[str, int] = {
 LEARNERS = ("gbdt", "monotone-hgb")
 
 
-def export_model(model: Any, threshold: float, meta: dict[str, Any]) -> dict[str, Any]:
+def export_model(
+    model: Any, threshold: float, meta: dict[str, Any], paint_threshold: float | None = None
+) -> dict[str, Any]:
     """A fitted binary tree ensemble as plain JSON (no pickle), for :class:`verify._Model`."""
     if hasattr(model, "_predictors"):
-        return _export_hgb(model, threshold, meta)
-    return _export_gbdt(model, threshold, meta)
+        payload = _export_hgb(model, threshold, meta)
+    else:
+        payload = _export_gbdt(model, threshold, meta)
+    if paint_threshold is not None:
+        payload["paint_threshold"] = paint_threshold
+    return payload
 
 
 def _export_hgb(model: Any, threshold: float, meta: dict[str, Any]) -> dict[str, Any]:
@@ -746,14 +754,26 @@ def _new_model(learner: str = "gbdt") -> Any:
     )
 
 
+def _rejecting_threshold(scores: npt.NDArray[np.float64]) -> float:
+    """The lowest threshold that rejects TARGET_HARD_REJECTION of these hard negatives' scores."""
+    ordered = np.sort(scores)
+    k = min(len(ordered) - 1, math.ceil(TARGET_HARD_REJECTION * len(ordered)) - 1)
+    return float(min(0.99, max(0.5, ordered[k] + 1e-6)))
+
+
 def fit(
-    rows: Sequence[PairRow], learner: str = "gbdt", foldings: int = 1
+    rows: Sequence[PairRow], learner: str = "gbdt", foldings: int = 1, paint_regime: bool = False
 ) -> tuple[Any, float, dict[str, Any]]:
     """Fit on all rows; the threshold from out-of-fold scores (folds grouped by reference).
 
     The threshold is set by the top 0.3 % of ~1,000 hard negatives, i.e. by three or four rows,
     and moves a lot with the fold assignment: ``foldings`` > 1 repeats the cross-validation with
     the groups permuted and takes the median of the thresholds (reported one by one in the stats).
+
+    ``paint_regime``: pairs whose missing structure lies under paint (``missing_under_paint`` >=
+    :data:`detector.verify.PAINT_REGIME`) get their own threshold, chosen the same way on the
+    hard negatives of that regime (``stats["paint_threshold"]``; none with fewer than
+    :data:`MIN_REGIME_HARD_NEGATIVES` of them).
     """
     from sklearn.model_selection import GroupKFold
 
@@ -768,8 +788,10 @@ def fit(
     weight = np.where(y == 1, 1.0, np.where(hard, 3.0, 1.0))
     weight = weight * np.where(y == 1, 1.0 / max(1, y.sum()), 1.0 / max(1, (y == 0).sum()))
     weight = weight / weight.mean()
+    regime = x[:, verify.FEATURES.index("missing_under_paint")] >= verify.PAINT_REGIME
+    use_regime = paint_regime and int((hard & regime).sum()) >= MIN_REGIME_HARD_NEGATIVES
     names = np.unique(groups)
-    oofs, thresholds = [], []
+    oofs, thresholds, paint_thresholds = [], [], []
     for folding in range(foldings):
         fold_groups = groups
         if folding:
@@ -781,11 +803,13 @@ def fit(
             m = _new_model(learner)
             m.fit(x[train_idx], y[train_idx], sample_weight=weight[train_idx])
             oof[test_idx] = m.predict_proba(x[test_idx])[:, 1]
-        hard_scores = np.sort(oof[hard])
-        k = min(len(hard_scores) - 1, math.ceil(TARGET_HARD_REJECTION * len(hard_scores)) - 1)
         oofs.append(oof)
-        thresholds.append(float(min(0.99, max(0.5, hard_scores[k] + 1e-6))))
+        thresholds.append(_rejecting_threshold(oof[hard]))
+        if use_regime:
+            paint_thresholds.append(_rejecting_threshold(oof[hard & regime]))
     threshold = float(np.median(thresholds))
+    paint_threshold = float(np.median(paint_thresholds)) if use_regime else threshold
+    per_row = np.where(regime, paint_threshold, threshold)
     oof = oofs[0]
     model = _new_model(learner).fit(x, y, sample_weight=weight)
     all_pos = np.array([r.label == 1 for r in rows])
@@ -796,34 +820,57 @@ def fit(
         "aligned_pairs": len(used),
         "positives": int(all_pos.sum()),
         "positives_unaligned": int(all_pos.sum() - aligned_pos.sum()),
-        "oof_acceptance_positives": float((oof[y == 1] >= threshold).sum() / max(1, all_pos.sum())),
-        "oof_rejection_hard_negatives": float((oof[hard] < threshold).mean()),
+        "oof_acceptance_positives": float(
+            (oof[y == 1] >= per_row[y == 1]).sum() / max(1, all_pos.sum())
+        ),
+        "oof_rejection_hard_negatives": float((oof[hard] < per_row[hard]).mean()),
         "oof_rejection_distractors_aligned": float(
-            (oof[(y == 0) & ~hard] < threshold).mean() if ((y == 0) & ~hard).any() else 1.0
+            (oof[(y == 0) & ~hard] < per_row[(y == 0) & ~hard]).mean()
+            if ((y == 0) & ~hard).any()
+            else 1.0
         ),
         "threshold": threshold,
     }
+    if use_regime:
+        pos_regime = (y == 1) & regime
+        stats["paint_threshold"] = paint_threshold
+        stats["paint_regime_pairs"] = {
+            "positives": int(pos_regime.sum()),
+            "hard_negatives": int((hard & regime).sum()),
+            "oof_acceptance_positives_at_threshold": round(
+                float((oof[pos_regime] >= threshold).mean()), 4
+            ),
+            "oof_acceptance_positives_at_paint_threshold": round(
+                float((oof[pos_regime] >= paint_threshold).mean()), 4
+            ),
+            "oof_rejection_hard_negatives": round(
+                float((oof[hard & regime] < paint_threshold).mean()), 4
+            ),
+        }
     if foldings > 1:
         stats["learner"] = learner
         stats["threshold_per_folding"] = [round(t, 4) for t in thresholds]
+        if use_regime:
+            stats["paint_threshold_per_folding"] = [round(t, 4) for t in paint_thresholds]
         stats["oof_acceptance_positives_per_folding"] = [
-            round(float((o[y == 1] >= threshold).sum() / max(1, all_pos.sum())), 4) for o in oofs
+            round(float((o[y == 1] >= per_row[y == 1]).sum() / max(1, all_pos.sum())), 4)
+            for o in oofs
         ]
     per_attack: dict[str, list[int]] = {}
-    for r, s in zip(used, oof, strict=True):
+    for r, s, t in zip(used, oof, per_row, strict=True):
         if r.label == 1:
             for a in r.attack.split("+"):
                 per_attack.setdefault(a, [0, 0])
-                per_attack[a][0] += int(s >= threshold)
+                per_attack[a][0] += int(s >= t)
                 per_attack[a][1] += 1
     stats["oof_acceptance_by_attack_component"] = {
         a: round(v[0] / v[1], 4) for a, v in sorted(per_attack.items())
     }
     per_kind: dict[str, list[int]] = {}
-    for r, s in zip(used, oof, strict=True):
+    for r, s, t in zip(used, oof, per_row, strict=True):
         if r.label == 0:
             per_kind.setdefault(r.kind, [0, 0])
-            per_kind[r.kind][0] += int(s < threshold)
+            per_kind[r.kind][0] += int(s < t)
             per_kind[r.kind][1] += 1
     stats["oof_rejection_by_kind_aligned"] = {
         k: round(v[0] / v[1], 4) for k, v in sorted(per_kind.items())
@@ -849,6 +896,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=True,
         help="drop attacked hard negatives that no longer differ visibly from the reference "
         "under the same attack",
+    )
+    parser.add_argument(
+        "--paint-threshold",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a threshold of its own for pairs whose missing structure lies under paint",
     )
     parser.add_argument(
         "--threshold-foldings",
@@ -877,7 +930,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         feats_path.parent.mkdir(parents=True, exist_ok=True)
         feats_path.write_text(json.dumps([asdict(r) for r in rows]))
-    model, threshold, stats = fit(rows, args.learner, args.threshold_foldings)
+    model, threshold, stats = fit(
+        rows, args.learner, args.threshold_foldings, paint_regime=args.paint_threshold
+    )
     import sklearn
 
     meta = {
@@ -886,7 +941,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sklearn": sklearn.__version__,
         **stats,
     }
-    payload = export_model(model, threshold, meta)
+    payload = export_model(model, threshold, meta, stats.get("paint_threshold"))
     # the exported trees must reproduce scikit-learn's scores
     check = verify._Model(payload)
     x = np.array([r.features for r in rows if r.aligned][:200], dtype=np.float64)

@@ -23,7 +23,7 @@ from detector.images import ImageLimits
 from detector.matching import ImageMatcher
 from detector.scorer import BrandProfile, Scorer, Thresholds
 from detector.signals import ExchangeRates
-from detector.verify import VerifyView, prepare
+from detector.verify import VerifyView, prepare_reference
 from store.blobs import BlobStoreError, LocalBlobStore
 from store.brands import BrandRepository
 from store.db import session_scope
@@ -58,7 +58,7 @@ class ReferenceViewCache:
         if data is None:
             return None
         try:
-            view = prepare(data)
+            view = prepare_reference(data)
         except Exception:
             log.warning("reference %s: cannot prepare for verification", reference_id)
             return None

@@ -208,6 +208,29 @@ def test_big_caption_across_the_mark_is_accepted(reference: verify.VerifyView) -
     assert result.features["missing_under_paint"] > 0.8
 
 
+def test_caption_over_the_mark_is_judged_in_the_paint_regime(
+    reference: verify.VerifyView, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pair whose missing structure is all under paint is held to the model's paint-regime
+    threshold, not to the general one (and a pair outside the regime the other way round)."""
+    img = _caption(_product("star"), (450, 540), size=150, outline=8)
+    query = verify.prepare_query(_bytes(img, "JPEG", quality=90))
+    model = verify._model()
+    monkeypatch.setattr(model, "threshold", 1.01)
+    monkeypatch.setattr(model, "paint_threshold", 0.0)
+    captioned = verify.verify(query, reference)
+    assert captioned.features["missing_under_paint"] >= verify.PAINT_REGIME
+    assert captioned.accepted, captioned.reason
+    plain = verify.verify(
+        verify.prepare_query(_bytes(_product("star"), "JPEG", quality=90)), reference
+    )
+    assert plain.features["missing_under_paint"] < verify.PAINT_REGIME
+    assert not plain.accepted
+    monkeypatch.setattr(model, "threshold", 0.0)
+    monkeypatch.setattr(model, "paint_threshold", 1.01)
+    assert not verify.verify(query, reference).accepted
+
+
 @pytest.mark.parametrize("mark", ["bars", None], ids=["other-mark", "no-mark"])
 def test_swapped_or_removed_mark_is_not_paint_over_the_photo(
     reference: verify.VerifyView, mark: str | None
@@ -218,6 +241,55 @@ def test_swapped_or_removed_mark_is_not_paint_over_the_photo(
     result = verify.verify(query, reference)
     assert not result.accepted, result.reason
     assert result.features["missing_under_paint"] < 0.2
+
+
+def _small_product(mark: str | None) -> Image.Image:
+    """The bag, small, on a big white canvas (its content ~5 % of the image)."""
+    img = Image.new("RGB", (1300, 1300), (255, 255, 255))
+    img.paste(_product(mark, 360), (120, 780))
+    return img
+
+
+def test_small_product_on_a_big_canvas_is_compared_on_its_content() -> None:
+    """Another mark on a small product differs in a region too small, against the whole canvas,
+    to be reported; against the product (the reference's content box) it is reported and the
+    look-alike rejected, while copies are accepted."""
+    data = _bytes(_small_product("star"), "JPEG", quality=92)
+    reference = verify.prepare_reference(data)
+    assert reference.content is not None
+    x0, y0, x1, y1 = reference.content
+    h, w = reference.shape
+    # the bag's body and handle span about (0.14-0.32, 0.64-0.84) of the canvas
+    assert x0 / w < 0.14 and x1 / w > 0.32 and y0 / h < 0.64 and y1 / h > 0.84
+    assert (x1 - x0) * (y1 - y0) < 0.1 * w * h
+    query = verify.prepare_query(_bytes(_small_product("bars"), "JPEG", quality=90))
+    lookalike = verify.verify(query, reference)
+    assert not lookalike.accepted, lookalike.reason
+    assert lookalike.differing_regions, lookalike.reason
+    bx0, by0, bx1, by1, _ = lookalike.differing_regions[0]
+    # on the mark: (0.18-0.29, 0.72-0.82) of the canvas
+    assert 0.18 < (bx0 + bx1) / 2 < 0.29 and 0.72 < (by0 + by1) / 2 < 0.82
+    # measured against the whole canvas, the same difference is not reported at all
+    whole = verify.verify(query, verify.prepare(data))
+    assert not whole.differing_regions
+    assert whole.score > lookalike.score
+    for copy in (
+        _small_product("star"),
+        _small_product("star").crop((60, 600, 1240, 1300)),
+        ImageOps.expand(_small_product("star"), 130, fill=(255, 255, 255)),
+        Image.open(
+            io.BytesIO(_bytes(_small_product("star").resize((650, 650)), "JPEG", quality=40))
+        ),
+    ):
+        result = verify.verify(verify.prepare_query(_bytes(copy, "JPEG", quality=90)), reference)
+        assert result.accepted, result.reason
+
+
+def test_reference_filling_its_frame_has_no_content_box() -> None:
+    rng = np.random.default_rng(5)
+    photo = Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).resize((800, 600))
+    assert verify.prepare_reference(_bytes(photo, "JPEG", quality=92)).content is None
+    assert verify.prepare_query(_bytes(_small_product("star"))).content is None
 
 
 def _faint_badge(img: Image.Image) -> Image.Image:

@@ -71,3 +71,68 @@ def test_monotone_learner_never_rewards_missing_structure(feature: str) -> None:
     model, _, _ = tv.fit(rows, "monotone-hgb")
     scores = model.predict_proba(grid)[:, 1]
     assert np.all(np.diff(scores) <= 1e-12)
+
+
+def _rows_with_paint_regime(
+    regime_negatives_per_group: int, n_groups: int = 60
+) -> list[tv.PairRow]:
+    """Rows of :func:`_rows`, plus captioned pairs (``missing_under_paint`` near 1) where the
+    copies miss more structure than copies elsewhere (the caption hides part of the mark) and
+    the look-alikes miss still more: separable within the regime, not by the global threshold."""
+    rng = np.random.default_rng(2)
+    names = list(verify.FEATURES)
+    rows = _rows(n_groups)
+    for g in range(n_groups):
+        for label in (1,) + (0,) * regime_negatives_per_group:
+            x = rng.random(len(names))
+            x[names.index("missing_under_paint")] = rng.uniform(0.95, 1.0)
+            missing = rng.uniform(0.4, 0.65) if label else rng.uniform(0.8, 1.0)
+            x[names.index("worst_missing_small")] = missing
+            x[names.index("ref_edges_reproduced")] = 1.0 - missing / 2
+            x[names.index("flattened")] = rng.uniform(0.0, 0.2)
+            kind = "stamp_logo" if label else "stamp_other_logo"
+            rows.append(tv.PairRow(f"g{g}", label, kind, "text", True, tuple(float(v) for v in x)))
+    # the plain rows of _rows sit outside the regime
+    return [
+        r
+        if r.attack == "text"
+        else tv.PairRow(
+            r.group,
+            r.label,
+            r.kind,
+            r.attack,
+            r.aligned,
+            tuple(
+                v * 0.5 if i == names.index("missing_under_paint") else v
+                for i, v in enumerate(r.features)
+            ),
+        )
+        for r in rows
+    ]
+
+
+def test_paint_regime_gets_its_own_threshold() -> None:
+    rows = _rows_with_paint_regime(regime_negatives_per_group=3)
+    model, threshold, stats = tv.fit(rows, "monotone-hgb", foldings=2, paint_regime=True)
+    paint = stats["paint_threshold"]
+    regime = stats["paint_regime_pairs"]
+    assert regime["hard_negatives"] == 180 and regime["positives"] == 60
+    # the regime's look-alikes are told apart at a lower threshold than the whole set needs
+    assert 0.5 <= paint < threshold
+    assert (
+        regime["oof_acceptance_positives_at_paint_threshold"]
+        > regime["oof_acceptance_positives_at_threshold"]
+    )
+    payload = tv.export_model(model, threshold, stats, paint)
+    exported = verify._Model(payload)
+    assert exported.threshold_for({"missing_under_paint": 0.95}) == paint
+    assert exported.threshold_for({"missing_under_paint": 0.5}) == threshold
+    assert exported.threshold_for({}) == threshold
+    # without the option, or with too few hard negatives in the regime: one threshold
+    _, _, plain = tv.fit(rows, "monotone-hgb", foldings=2)
+    assert "paint_threshold" not in plain
+    few = _rows_with_paint_regime(regime_negatives_per_group=1)
+    _, _, sparse = tv.fit(few, "monotone-hgb", foldings=2, paint_regime=True)
+    assert "paint_threshold" not in sparse
+    legacy = {k: v for k, v in payload.items() if k != "paint_threshold"}
+    assert verify._Model(legacy).threshold_for({"missing_under_paint": 1.0}) == threshold
