@@ -111,9 +111,15 @@ def _rows_with_paint_regime(
     ]
 
 
-def test_paint_regime_gets_its_own_threshold() -> None:
+def test_paint_regime_gets_its_own_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    learner = tv._new_model
+
+    def small(name: str = "gbdt") -> object:  # the thresholds are under test, not the learner
+        return learner(name).set_params(n_estimators=40)
+
+    monkeypatch.setattr(tv, "_new_model", small)
     rows = _rows_with_paint_regime(regime_negatives_per_group=3)
-    model, threshold, stats = tv.fit(rows, "monotone-hgb", foldings=2, paint_regime=True)
+    model, threshold, stats = tv.fit(rows, "gbdt", foldings=2, paint_regime=True)
     paint = stats["paint_threshold"]
     regime = stats["paint_regime_pairs"]
     assert regime["hard_negatives"] == 180 and regime["positives"] == 60
@@ -129,10 +135,10 @@ def test_paint_regime_gets_its_own_threshold() -> None:
     assert exported.threshold_for({"missing_under_paint": 0.5}) == threshold
     assert exported.threshold_for({}) == threshold
     # without the option, or with too few hard negatives in the regime: one threshold
-    _, _, plain = tv.fit(rows, "monotone-hgb", foldings=2)
+    _, _, plain = tv.fit(rows, "gbdt")
     assert "paint_threshold" not in plain
     few = _rows_with_paint_regime(regime_negatives_per_group=1)
-    _, _, sparse = tv.fit(few, "monotone-hgb", foldings=2, paint_regime=True)
+    _, _, sparse = tv.fit(few, "gbdt", paint_regime=True)
     assert "paint_threshold" not in sparse
     legacy = {k: v for k, v in payload.items() if k != "paint_threshold"}
     assert verify._Model(legacy).threshold_for({"missing_under_paint": 1.0}) == threshold
