@@ -34,6 +34,7 @@ import imagehash
 from PIL import Image
 
 from training.attacks import ATTACKS, Attack, apply_attack
+from training.image_corpus import Corpus
 
 logger = logging.getLogger(__name__)
 
@@ -382,17 +383,24 @@ def write_report(
 CORPORA = ("main", "holdout")
 
 
-def load_eval_images(
-    small: bool, cache: str | None, corpus_name: str = "main"
-) -> tuple[list[EvalImage], list[EvalImage], dict[str, Any]]:
+def named_corpus(corpus_name: str, cache: str | None, small: bool = False) -> tuple[Corpus, str]:
+    """The corpus called ``corpus_name`` (see :data:`CORPORA`), built unless current in
+    ``cache``, and the note that says what it is."""
     if corpus_name == "holdout":
         from training.holdout_corpus import HOLDOUT_NOTE as note
         from training.holdout_corpus import build_holdout as build
-    else:
+    elif corpus_name == "main":
         from training.image_corpus import SYNTHETIC_NOTE as note
         from training.image_corpus import build_corpus as build
+    else:
+        raise ValueError(f"unknown corpus {corpus_name!r}; one of {', '.join(CORPORA)}")
+    return build(cache, small=small), note
 
-    corpus = build(cache, small=small)
+
+def load_eval_images(
+    small: bool, cache: str | None, corpus_name: str = "main"
+) -> tuple[list[EvalImage], list[EvalImage], dict[str, Any]]:
+    corpus, note = named_corpus(corpus_name, cache, small)
     refs = [EvalImage(i.image_id, i.role, i.path.read_bytes(), i.kind) for i in corpus.references]
     negs = [EvalImage(i.image_id, i.role, i.path.read_bytes(), i.kind) for i in corpus.negatives]
     info = {

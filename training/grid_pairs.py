@@ -11,6 +11,7 @@ Run::
 
     python -m training.grid_pairs collect --every 3 --out .cache/fakeguard/grid-pairs/pos.jsonl
     python -m training.grid_pairs collect --negatives --out .cache/fakeguard/grid-pairs/neg.jsonl
+    python -m training.grid_pairs collect --corpus holdout --negatives --out .../holdout-neg.jsonl
     python -m training.grid_pairs score --positives ...pos.jsonl --negatives ...neg.jsonl \\
         detector/data/verifier.json /tmp/candidate.json
 
@@ -36,8 +37,8 @@ import numpy as np
 from detector import images, verify
 from training.attacks import ATTACKS, ATTACKS_BY_NAME, apply_attack
 from training.engine_matcher import EngineMatcher
-from training.eval_images import attack_seed
-from training.image_corpus import Corpus, read_corpus, resolve_cache
+from training.eval_images import CORPORA, attack_seed, named_corpus
+from training.image_corpus import Corpus, read_corpus
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("collect", help="store stage-1 candidates and stage-2 measurements")
-    c.add_argument("--cache", default=None, help="image cache (training.image_corpus)")
+    c.add_argument(
+        "--corpus",
+        choices=CORPORA,
+        default="main",
+        help="main: training.image_corpus; holdout: training.holdout_corpus",
+    )
+    c.add_argument("--cache", default=None, help="the corpus's cache directory")
     c.add_argument("--negatives", action="store_true", help="all negatives instead of the grid")
     c.add_argument("--every", type=int, default=1, help="every Nth reference (grid)")
     c.add_argument("--attacks", default=",".join(a.name for a in ATTACKS))
@@ -190,8 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "collect":
-        root = resolve_cache(args.cache) / "corpus-full"
-        corpus = read_corpus(root)
+        corpus, _ = named_corpus(args.corpus, args.cache)
+        root = corpus.root
         attacks = [a for a in args.attacks.split(",") if a]
         unknown = sorted(set(attacks) - set(ATTACKS_BY_NAME))
         if unknown:

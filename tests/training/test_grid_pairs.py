@@ -6,6 +6,8 @@ import json
 from importlib import resources
 from typing import Any
 
+import pytest
+
 from detector import verify
 from training import grid_pairs
 
@@ -76,3 +78,34 @@ def test_replay_matches_verify_on_a_real_pair() -> None:
         query = verify.prepare_query(_bytes(query_img))
         feats, _ = verify.measure(query, reference)
         assert model.accepts(feats) == verify.verify(query, reference).accepted
+
+
+def test_collect_reads_the_corpus_it_is_told(monkeypatch: Any, tmp_path: Any) -> None:
+    """`collect --corpus holdout` collects on the holdout corpus (its builder, its root), the
+    default on the main one; the builders are the evaluation's own."""
+    from pathlib import Path
+
+    from training import eval_images, holdout_corpus, image_corpus
+
+    built: list[tuple[str, str | None]] = []
+
+    def builder(name: str) -> Any:
+        def build(cache: str | None, small: bool = False) -> image_corpus.Corpus:
+            built.append((name, cache))
+            return image_corpus.Corpus(Path(tmp_path) / name, ())
+
+        return build
+
+    monkeypatch.setattr(holdout_corpus, "build_holdout", builder("holdout"))
+    monkeypatch.setattr(image_corpus, "build_corpus", builder("main"))
+    collected: list[Path] = []
+    monkeypatch.setattr(
+        grid_pairs, "collect", lambda root, jobs, out, workers: collected.append(root) or 0
+    )
+    out = str(tmp_path / "n.jsonl")
+    grid_pairs.main(["collect", "--corpus", "holdout", "--negatives", "--out", out])
+    grid_pairs.main(["collect", "--cache", "C", "--negatives", "--out", out])
+    assert built == [("holdout", None), ("main", "C")]
+    assert collected == [Path(tmp_path) / "holdout", Path(tmp_path) / "main"]
+    with pytest.raises(ValueError, match="holdout"):
+        eval_images.named_corpus("other", None)
