@@ -397,6 +397,17 @@ def named_corpus(corpus_name: str, cache: str | None, small: bool = False) -> tu
     return build(cache, small=small), note
 
 
+def add_corpus_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--corpus`` and ``--cache``, as :func:`named_corpus` takes them."""
+    parser.add_argument(
+        "--corpus",
+        choices=CORPORA,
+        default="main",
+        help="main: training.image_corpus; holdout: training.holdout_corpus (other sources)",
+    )
+    parser.add_argument("--cache", default=None, help="the corpus's cache directory")
+
+
 def load_eval_images(
     small: bool, cache: str | None, corpus_name: str = "main"
 ) -> tuple[list[EvalImage], list[EvalImage], dict[str, Any]]:
@@ -417,14 +428,8 @@ def load_eval_images(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Evaluate image matchers on the attack grid.")
     parser.add_argument("--small", action="store_true", help="use the small corpus")
-    parser.add_argument(
-        "--corpus",
-        choices=CORPORA,
-        default="main",
-        help="main: training.image_corpus; holdout: training.holdout_corpus (other sources)",
-    )
+    add_corpus_arguments(parser)
     parser.add_argument("--out", default=None, help="report directory (reports/images[/holdout])")
-    parser.add_argument("--cache", default=None, help="corpus cache directory")
     parser.add_argument(
         "--matcher",
         action="append",

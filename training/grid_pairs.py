@@ -37,7 +37,7 @@ import numpy as np
 from detector import images, verify
 from training.attacks import ATTACKS, ATTACKS_BY_NAME, apply_attack
 from training.engine_matcher import EngineMatcher
-from training.eval_images import CORPORA, attack_seed, named_corpus
+from training.eval_images import add_corpus_arguments, attack_seed, named_corpus
 from training.image_corpus import Corpus, read_corpus
 
 logger = logging.getLogger(__name__)
@@ -176,13 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("collect", help="store stage-1 candidates and stage-2 measurements")
-    c.add_argument(
-        "--corpus",
-        choices=CORPORA,
-        default="main",
-        help="main: training.image_corpus; holdout: training.holdout_corpus",
-    )
-    c.add_argument("--cache", default=None, help="the corpus's cache directory")
+    add_corpus_arguments(c)
     c.add_argument("--negatives", action="store_true", help="all negatives instead of the grid")
     c.add_argument("--every", type=int, default=1, help="every Nth reference (grid)")
     c.add_argument("--attacks", default=",".join(a.name for a in ATTACKS))
