@@ -6,9 +6,15 @@ database at start, then kept current three ways:
 * the worker that takes an upload or a delete applies it to its own index right after the
   database commit (the change is searchable when the response is sent);
 * every ``catalog_refresh_seconds`` a background thread reads the catalog event log since the
-  last event it applied (a cheap indexed query: the catalog version is compared first);
+  last event it applied (a cheap indexed query: the catalog version is compared first), and the
+  holes below it: event ids come from a sequence, handed out when a transaction writes its
+  event, but transactions commit in any order, so id 12 may be readable while 11 is not yet.
+  A hole is asked for again at each refresh until it appears or :data:`GAP_WAIT_SECONDS` pass
+  (a rolled-back transaction leaves one for good). Without this, two concurrent uploads on
+  PostgreSQL left 27 and 87 of 1,000 references unsearchable in the other workers until the
+  next reconciliation;
 * every ``catalog_reconcile_seconds`` it compares the set of reference ids with the database,
-  which repairs anything an event-id gap (concurrent commits) could have hidden.
+  which repairs anything else (an event whose hole was given up on, say).
 """
 
 from __future__ import annotations
@@ -30,6 +36,13 @@ from store.db import session_scope
 from store.references import ReferenceRepository
 
 log = logging.getLogger("fakeguard.catalog")
+
+#: How long a hole in the event ids is waited for: longer than any upload transaction takes.
+GAP_WAIT_SECONDS = 600.0
+#: Holes tracked at most (the oldest are given up first; reconciliation repairs the rest).
+MAX_GAPS = 10_000
+#: At start, ids this far below the catalog version are checked for holes.
+GAP_LOOKBACK = 10_000
 
 
 def after_commit(session: Session, action: Callable[[], object]) -> None:
@@ -58,6 +71,7 @@ class CatalogService:
         default_distance: int,
         refresh_seconds: float = 2.0,
         reconcile_seconds: float = 60.0,
+        gap_wait_seconds: float = GAP_WAIT_SECONDS,
     ) -> None:
         self.sessions = sessions
         self.index = CatalogIndex(default_distance=default_distance)
@@ -65,6 +79,9 @@ class CatalogService:
         self.refresh_seconds = refresh_seconds
         self.reconcile_seconds = reconcile_seconds
         self.last_event = 0
+        #: event ids below ``last_event`` not seen yet -> when the hole was noticed (monotonic)
+        self.gaps: dict[int, float] = {}
+        self.gap_wait_seconds = gap_wait_seconds
         self.last_refresh_at = 0.0
         self.missing_hashes = 0
         #: references searched with hashes of an older, compatible algorithm version
@@ -115,12 +132,15 @@ class CatalogService:
         with self._lock, session_scope(self.sessions) as session:
             repo = ReferenceRepository(session)
             version = repo.catalog_version()
+            present = repo.event_ids_between(max(0, version - GAP_LOOKBACK), version)
             entries = repo.index_entries()
             self.missing_hashes = 0
             for start in range(0, len(entries), 500):
                 self._add_from_db(repo, entries[start : start + 500])
             self._apply_distances(session)
             self.last_event = version
+            self.gaps = {}
+            self._note_gaps(max(0, version - GAP_LOOKBACK), present)
             self.index.version = version
             self.last_refresh_at = time.time()
             self._last_reconcile = time.monotonic()
@@ -155,16 +175,38 @@ class CatalogService:
         for brand_id, distance in distances.items():
             self.index.set_brand_distance(brand_id, distance)
 
+    def _note_gaps(self, after: int, ids: Sequence[int]) -> None:
+        """Record as holes the ids above ``after`` missing from the ascending ``ids``."""
+        now = time.monotonic()
+        expected = after + 1
+        for event_id in ids:
+            for missing in range(max(expected, event_id - MAX_GAPS), event_id):
+                self.gaps[missing] = now
+            expected = max(expected, event_id + 1)
+        if len(self.gaps) > MAX_GAPS:
+            for old in sorted(self.gaps)[: len(self.gaps) - MAX_GAPS]:
+                del self.gaps[old]
+
+    def _expire_gaps(self) -> None:
+        cutoff = time.monotonic() - self.gap_wait_seconds
+        for event_id in [g for g, seen in self.gaps.items() if seen < cutoff]:
+            del self.gaps[event_id]
+
     def refresh(self) -> int:
-        """Apply catalog events since the last one seen; returns how many were applied."""
+        """Apply catalog events since the last one seen, and those that filled a hole below it
+        (see the module docstring); returns how many were applied."""
         applied = 0
         with self._lock, session_scope(self.sessions) as session:
             repo = ReferenceRepository(session)
-            if repo.catalog_version() <= self.last_event:
+            self._expire_gaps()
+            if not self.gaps and repo.catalog_version() <= self.last_event:
                 self.last_refresh_at = time.time()
                 return 0
             while True:
-                changes = repo.changes_since(self.last_event, limit=1000)
+                changes = repo.changes_since(self.last_event, limit=1000, also=sorted(self.gaps))
+                changes = [
+                    c for c in changes if c.event_id > self.last_event or c.event_id in self.gaps
+                ]
                 if not changes:
                     break
                 adds: dict[str, tuple[str, str, str]] = {}
@@ -176,7 +218,11 @@ class CatalogService:
                     else:
                         adds.pop(change.reference_id, None)
                         self._remove(change.reference_id)
-                    self.last_event = change.event_id
+                    if change.event_id > self.last_event:
+                        self._note_gaps(self.last_event, [change.event_id])
+                        self.last_event = change.event_id
+                    else:
+                        self.gaps.pop(change.event_id, None)
                     applied += 1
                 if adds:
                     shas = {e[0]: e[2] for e in repo.index_entries_for(list(adds))}

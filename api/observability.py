@@ -181,6 +181,12 @@ class _LiveGauges(Collector):
             "References not searchable: no hashes of a usable algorithm version",
             value=ctx.catalog.missing_hashes,
         )
+        yield GaugeMetricFamily(
+            "fakeguard_catalog_event_gaps",
+            "Catalog event ids below the applied version not seen yet (a transaction that has "
+            "not committed, or a rolled-back one, given up after a while)",
+            value=len(ctx.catalog.gaps),
+        )
         model = ctx.scoring.model_status()
         info = GaugeMetricFamily(
             "fakeguard_model_info", "The text model being served (value 1)", labels=["version"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -163,16 +163,33 @@ class ReferenceRepository:
     def catalog_version(self) -> int:
         return self.session.scalar(select(func.max(CatalogEvent.id))) or 0
 
-    def changes_since(self, event_id: int, limit: int = 10_000) -> list[CatalogChange]:
+    def changes_since(
+        self, event_id: int, limit: int = 10_000, also: Sequence[int] = ()
+    ) -> list[CatalogChange]:
+        """Events after ``event_id`` (at most ``limit``), and the events ``also`` names (holes
+        below it that a later commit may have filled), in id order."""
+        condition = CatalogEvent.id > event_id
+        if also:
+            condition = or_(condition, CatalogEvent.id.in_(list(also)))
         rows = self.session.execute(
             select(
                 CatalogEvent.id, CatalogEvent.op, CatalogEvent.reference_id, CatalogEvent.brand_id
             )
-            .where(CatalogEvent.id > event_id)
+            .where(condition)
             .order_by(CatalogEvent.id)
             .limit(limit)
         ).all()
         return [CatalogChange(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def event_ids_between(self, low: int, high: int) -> list[int]:
+        """The ids of the events with ``low < id <= high``, ascending."""
+        return list(
+            self.session.scalars(
+                select(CatalogEvent.id)
+                .where(CatalogEvent.id > low, CatalogEvent.id <= high)
+                .order_by(CatalogEvent.id)
+            )
+        )
 
     def hashes(
         self,

@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete
+from sqlalchemy import delete, insert, select
 
 from api.app import create_app
 from api.catalog import CatalogService
@@ -87,6 +88,124 @@ def test_reconcile_repairs_a_missed_event(api: Api) -> None:
         assert ids[0] not in theirs.index
         assert theirs.reconcile() == (1, 0)
         assert ids[0] in theirs.index
+
+
+def _events(url: str, reference_ids: list[str]) -> list[dict[str, object]]:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(CatalogEvent).where(CatalogEvent.reference_id.in_(reference_ids))
+        ).all()
+    engine.dispose()
+    return [dict(r._mapping) for r in rows]
+
+
+def _delete_events(url: str, ids: list[int]) -> None:
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(delete(CatalogEvent).where(CatalogEvent.id.in_(ids)))
+    engine.dispose()
+
+
+def _insert_events(url: str, rows: list[dict[str, object]]) -> None:
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(insert(CatalogEvent), rows)
+    engine.dispose()
+
+
+def test_an_event_committed_after_a_later_one_is_applied(api: Api) -> None:
+    """Event ids are handed out before commit: 11 can become readable after 12 has been
+    applied. The hole is asked for again at each refresh until it fills."""
+    brand = api.brand("Nike")
+    with TestClient(create_app(api.settings)) as other:
+        theirs = _catalog(other)
+        first = _upload(api, brand["id"], [21])
+        second = _upload(api, brand["id"], [22])
+        late = _events(api.settings.db_url, first)
+        assert len(late) == 1
+        _delete_events(api.settings.db_url, [int(late[0]["id"])])  # not committed yet
+        assert theirs.refresh() == 1
+        assert second[0] in theirs.index and first[0] not in theirs.index
+        assert int(late[0]["id"]) in theirs.gaps
+        assert theirs.refresh() == 0  # the hole is asked for, nothing has filled it
+        _insert_events(api.settings.db_url, late)  # the slow transaction commits
+        assert theirs.refresh() == 1
+        assert first[0] in theirs.index
+        assert not theirs.gaps
+        assert theirs.refresh() == 0
+
+
+def test_a_hole_is_given_up_after_the_wait(api: Api) -> None:
+    brand = api.brand("Nike")
+    with TestClient(create_app(api.settings)) as other:
+        theirs = _catalog(other)
+        first = _upload(api, brand["id"], [23])
+        _upload(api, brand["id"], [24])
+        late = _events(api.settings.db_url, first)
+        _delete_events(api.settings.db_url, [int(late[0]["id"])])  # rolled back, for good
+        theirs.refresh()
+        assert int(late[0]["id"]) in theirs.gaps
+        theirs.gap_wait_seconds = 0.0
+        assert theirs.refresh() == 0
+        assert not theirs.gaps
+
+
+def test_holes_below_the_version_at_start_are_watched(api: Api) -> None:
+    """A worker starting while an upload's transaction is still open loads the catalog
+    without it, and applies its event once it commits."""
+    brand = api.brand("Nike")
+    first = _upload(api, brand["id"], [25])
+    second = _upload(api, brand["id"], [26])
+    late = _events(api.settings.db_url, first)
+    _delete_events(api.settings.db_url, [int(late[0]["id"])])
+    with TestClient(create_app(api.settings)) as other:
+        theirs = _catalog(other)
+        assert second[0] in theirs.index
+        assert set(theirs.gaps) == {int(late[0]["id"])}
+        theirs.removed_locally(first)  # as loaded while its transaction was still open
+        assert theirs.refresh() == 0
+        _insert_events(api.settings.db_url, late)
+        assert theirs.refresh() == 1
+        assert first[0] in theirs.index
+        assert not theirs.gaps
+
+
+def test_concurrent_transactions_committing_out_of_order(api: Api) -> None:
+    """The real race on PostgreSQL: a transaction holding a lower event id commits after a
+    later one was applied."""
+    if not api.settings.db_url.startswith("postgresql"):
+        pytest.skip("SQLite runs one writer at a time: ids commit in order")
+    brand = api.brand("Nike")
+    with TestClient(create_app(api.settings)) as other:
+        theirs = _catalog(other)
+        slow_ref = _upload(api, brand["id"], [27])
+        fast_ref = _upload(api, brand["id"], [28])
+        events = {e["reference_id"]: e for e in _events(api.settings.db_url, slow_ref + fast_ref)}
+        _delete_events(api.settings.db_url, [int(e["id"]) for e in events.values()])
+        theirs.refresh()
+        assert slow_ref[0] not in theirs.index and fast_ref[0] not in theirs.index
+        engine = make_engine(api.settings.db_url)
+        fields = ("op", "reference_id", "brand_id", "created_at")
+        slow = engine.connect()
+        slow_tx = slow.begin()
+        slow_id = slow.execute(
+            insert(CatalogEvent).returning(CatalogEvent.id),
+            [{k: events[slow_ref[0]][k] for k in fields}],
+        ).scalar_one()
+        with engine.begin() as fast:  # takes the next id and commits first
+            fast.execute(insert(CatalogEvent), [{k: events[fast_ref[0]][k] for k in fields}])
+        assert theirs.refresh() == 1
+        assert fast_ref[0] in theirs.index and slow_ref[0] not in theirs.index
+        assert slow_id in theirs.gaps  # with the two deleted ids, holes for good
+        metrics = other.get("/metrics").text
+        assert f"fakeguard_catalog_event_gaps {float(len(theirs.gaps))}" in metrics
+        slow_tx.commit()
+        slow.close()
+        engine.dispose()
+        assert theirs.refresh() == 1
+        assert slow_ref[0] in theirs.index
+        assert slow_id not in theirs.gaps
 
 
 def test_rolled_back_upload_never_reaches_the_index(api: Api, monkeypatch) -> None:  # type: ignore[no-untyped-def]
