@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -148,6 +149,20 @@ _STATUS_CODES = {
 }
 
 
+def describe_validation_errors(
+    errors: Sequence[Any], prefix: str = ""
+) -> tuple[str, list[dict[str, str]]]:
+    """A one-line summary and the ``{"field", "message"}`` list of pydantic validation errors
+    (``prefix`` is put before every field name)."""
+    problems = []
+    for err in errors:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        field = f"{prefix}.{loc}" if prefix and loc else prefix or loc
+        problems.append({"field": field, "message": err.get("msg", "invalid")})
+    summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
+    return summary or "invalid request", problems
+
+
 def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
     """The one error shape, with the id of the request being handled."""
     return {"error": code, "detail": detail, **extra, "request_id": current_request_id()}
@@ -164,14 +179,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-            problems.append({"field": loc, "message": err.get("msg", "invalid")})
-        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
-        return JSONResponse(
-            error_body("validation_error", summary or "invalid request", fields=problems), 422
-        )
+        summary, problems = describe_validation_errors(exc.errors())
+        return JSONResponse(error_body("validation_error", summary, fields=problems), 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

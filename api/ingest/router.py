@@ -51,15 +51,16 @@ async def score(body: ListingIn, ctx: ContextDep, _: IngestKey) -> Response:
 async def score_batch(
     body: BatchIn, unit: UnitOfWorkDep, ctx: ContextDep, _: IngestKey
 ) -> Response:
-    """Score up to ``max_batch_listings`` listings; results in the same order, an item that
-    cannot be scored gets its own error entry."""
+    """Score up to ``max_batch_listings`` listings; results in the same order. An item that
+    cannot be scored, an invalid one included, gets its own error entry; the others are
+    scored."""
     limit = ctx.settings.max_batch_listings
     if len(body.listings) > limit:
         raise Unprocessable(
             f"{len(body.listings)} listings in one batch; the limit is {limit}",
             code="batch_too_large",
         )
-    results = await unit.run(service.score_listings, ctx, body.listings)
+    results = await unit.run(service.score_batch, ctx, body.listings)
     ctx.metrics.verdicts([r for r in results if isinstance(r, Verdict)])
     return json_response(BatchOut(results=results))
 

@@ -48,9 +48,21 @@ class ListingIn(RequestModel):
     images: list[ImageIn] = Field(default_factory=list)
 
 
-class BatchIn(RequestModel):
+class BatchIn(BaseModel):
+    """A batch: each item is validated on its own (as a ``ListingIn``), so that an item that is
+    not a valid listing gets its own ``validation_error`` entry and the others are scored."""
+
     model_config = ConfigDict(extra="forbid")
-    listings: list[ListingIn] = Field(min_length=1)
+    listings: list[Any] = Field(
+        min_length=1,
+        json_schema_extra={
+            "items": {
+                "anyOf": [{"$ref": "#/components/schemas/ListingIn"}, {}],
+                "description": "a listing, as POST /v1/listings/score takes it; an item that "
+                "is not one gets its own validation_error entry in the results",
+            }
+        },
+    )
 
 
 class ReasonOut(BaseModel):
@@ -97,11 +109,19 @@ class Verdict(BaseModel):
     )
 
 
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
 class BatchItemError(BaseModel):
     listing_id: str | None
     index: int
     error: str
     detail: str
+    fields: list[FieldProblem] | None = Field(
+        default=None, description="for validation_error: each field and what is wrong with it"
+    )
 
 
 class BatchOut(BaseModel):

@@ -13,15 +13,23 @@ from datetime import datetime
 from typing import Any
 
 import pybase64
+from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.orm import Session
 
 from api.context import AppContext
-from api.errors import FakeguardError, InsufficientStorage, ServiceUnavailable, Unprocessable
+from api.errors import (
+    FakeguardError,
+    InsufficientStorage,
+    ServiceUnavailable,
+    Unprocessable,
+    describe_validation_errors,
+)
 from api.ingest.engine import ScoringEngine
 from api.ingest.fetch import FetchError, fetch_image
 from api.ingest.schemas import (
     BatchItemError,
+    FieldProblem,
     HistoryItem,
     ImageMatchOut,
     ListingHistory,
@@ -234,6 +242,46 @@ def score_listings(
     """Score listings; each item gets a verdict or its own error, in the order given."""
     works = _score(session, ctx, bodies, group=False)
     return [w.error if w.error is not None else w.verdict for w in works]  # type: ignore[misc]
+
+
+def _parse_item(index: int, raw: Any) -> ListingIn | BatchItemError:
+    try:
+        return ListingIn.model_validate(raw)
+    except ValidationError as exc:
+        summary, problems = describe_validation_errors(exc.errors(), prefix=f"listings[{index}]")
+        found = raw.get("listing_id") if isinstance(raw, dict) else None
+        listing_id = (
+            found
+            if isinstance(found, str) and 0 < len(found) <= 200 and "\x00" not in found
+            else None
+        )
+        return BatchItemError(
+            listing_id=listing_id,
+            index=index,
+            error="validation_error",
+            detail=summary,
+            fields=[FieldProblem(**p) for p in problems],
+        )
+
+
+def score_batch(
+    session: Session, ctx: AppContext, items: Sequence[Any]
+) -> list[Verdict | BatchItemError]:
+    """Validate each item of a batch on its own, score the valid ones: an item that is not a
+    listing gets its ``validation_error`` entry in its place, and the others are scored."""
+    parsed = [_parse_item(i, raw) for i, raw in enumerate(items)]
+    valid = [(i, p) for i, p in enumerate(parsed) if isinstance(p, ListingIn)]
+    scored = score_listings(session, ctx, [p for _, p in valid]) if valid else []
+    out: list[Verdict | BatchItemError | None] = [
+        p if isinstance(p, BatchItemError) else None for p in parsed
+    ]
+    for (i, _), result in zip(valid, scored, strict=True):
+        # score_listings numbers its errors among the valid items: give the batch's index
+        fixed = (
+            result.model_copy(update={"index": i}) if isinstance(result, BatchItemError) else result
+        )
+        out[i] = fixed
+    return [r for r in out if r is not None]
 
 
 def score_group(

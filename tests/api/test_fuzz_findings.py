@@ -17,7 +17,10 @@ def test_empty_image_url_is_a_validation_error_not_a_500(api: Api) -> None:
     r = api.call("POST", "/v1/listings/score", key=ingest, json=body)
     assert r.status_code == 422 and r.json()["error"] == "validation_error", r.text
     r = api.call("POST", "/v1/listings/score-batch", key=ingest, json={"listings": [body]})
-    assert r.status_code == 422 and r.json()["error"] == "validation_error", r.text
+    assert r.status_code == 200, r.text
+    (item,) = r.json()["results"]
+    assert item["error"] == "validation_error" and item["index"] == 0, item
+    assert item["fields"][0]["field"].startswith("listings[0].images"), item
 
 
 def test_405_allow_names_every_method_of_the_path(api: Api) -> None:

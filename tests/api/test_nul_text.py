@@ -36,12 +36,18 @@ def test_single_listing_with_nul_is_422_and_not_stored(
     assert ok.status_code == 200, ok.text
 
 
-def test_batch_item_with_nul_is_422_naming_the_item(api: Api) -> None:
+def test_batch_item_with_nul_gets_its_own_error_naming_the_field(api: Api) -> None:
     ingest = api.key("ingest")
     body = {"listings": [_listing(), _listing(listing_id="N2", title="bad\x00")]}
     r = api.call("POST", "/v1/listings/score-batch", key=ingest, json=body)
-    assert r.status_code == 422, r.text
-    assert "listings[1].title" in r.json()["detail"]
+    assert r.status_code == 200, r.text
+    first, second = r.json()["results"]
+    assert first["listing_id"] == "N1" and first["decision"] in ("allow", "review", "block")
+    assert second["error"] == "validation_error" and second["index"] == 1
+    assert second["listing_id"] == "N2"
+    assert "NUL" in second["detail"] and "title" in second["detail"], second
+    assert api.call("GET", "/v1/listings/N1", key=ingest).status_code == 200
+    assert api.call("GET", "/v1/listings/N2", key=ingest).status_code == 404
 
 
 def test_other_bodies_with_nul_are_422(api: Api) -> None:

@@ -190,3 +190,44 @@ def test_two_requests_racing_for_the_same_new_listings_store_them_once(api: Api)
     for i in (0, 1, 19):
         versions = api.call("GET", f"/v1/listings/S{i}").json()["versions"]
         assert [v["verdict"]["verdict_id"] for v in versions] == [answers[0][i]]
+
+
+def test_an_invalid_item_gets_its_own_error_and_the_rest_are_scored(api: Api) -> None:
+    """A listing that is not a valid one (a field missing, not an object) is answered in its
+    place with validation_error and its fields; the indexes are the batch's, also for an item
+    that fails later (the database refuses it) behind invalid ones."""
+    _refuse_title(api, "poison")
+    results = batch(
+        api,
+        [
+            listing("V1"),
+            {"listing_id": "X1", "seller_id": "s"},
+            5,
+            listing("V2", title="poison"),
+            listing("V3", **FAKE),
+        ],
+    )
+    assert [r.get("error") for r in results] == [
+        None,
+        "validation_error",
+        "validation_error",
+        "not_stored",
+        None,
+    ]
+    assert [r.get("index") for r in results[1:4]] == [1, 2, 3]
+    assert results[1]["listing_id"] == "X1" and results[2]["listing_id"] is None
+    assert results[1]["fields"] == [{"field": "listings[1].title", "message": "Field required"}]
+    assert "listings[1].title: Field required" in results[1]["detail"]
+    assert results[3]["listing_id"] == "V2"
+    assert results[4]["decision"] in ("review", "block")
+    for listing_id, status in (("V1", 200), ("X1", 404), ("V2", 404), ("V3", 200)):
+        assert api.call("GET", f"/v1/listings/{listing_id}").status_code == status
+
+
+def test_what_is_not_a_batch_is_refused_whole(api: Api) -> None:
+    for body in ({"listings": []}, {"listings": "L1"}, {}, {"listings": [listing("A")], "x": 1}):
+        r = api.call("POST", "/v1/listings/score-batch", json=body)
+        assert r.status_code == 422 and r.json()["error"] == "validation_error", (body, r.text)
+    schema = api.client.get("/openapi.json").json()["components"]["schemas"]["BatchIn"]
+    items = schema["properties"]["listings"]["items"]
+    assert {"$ref": "#/components/schemas/ListingIn"} in items["anyOf"]
