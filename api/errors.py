@@ -179,7 +179,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        summary, problems = describe_validation_errors(exc.errors())
+        errors = exc.errors()
+        broken = next((e for e in errors if e.get("type") == "json_invalid"), None)
+        if broken is not None:  # not JSON at all: the documented 400, not a field problem
+            where = broken.get("loc", ())[-1:]
+            reason = (broken.get("ctx") or {}).get("error") or broken.get("msg", "")
+            at = f" at character {where[0]}" if where and isinstance(where[0], int) else ""
+            return JSONResponse(
+                error_body("bad_request", f"the body is not valid JSON{at}: {reason}"), 400
+            )
+        summary, problems = describe_validation_errors(errors)
         return JSONResponse(error_body("validation_error", summary, fields=problems), 422)
 
     @app.exception_handler(StarletteHTTPException)

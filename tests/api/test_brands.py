@@ -70,11 +70,12 @@ def test_malformed_payloads_are_422_with_one_shape(api: Api) -> None:
         assert r.status_code == 422, body
         assert r.json()["error"] == "validation_error"
         assert r.json()["detail"]
+    # a body that is not JSON at all is the documented 400, as undecodable UTF-8 is
     r = api.call(
         "POST", "/v1/brands", content=b"{not json", headers={"content-type": "application/json"}
     )
-    assert r.status_code == 422
-    assert r.json()["error"] == "validation_error"
+    assert r.status_code == 400
+    assert r.json()["error"] == "bad_request" and "not valid JSON" in r.json()["detail"]
 
 
 def test_thresholds_must_be_ordered(api: Api) -> None:

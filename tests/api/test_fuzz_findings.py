@@ -62,6 +62,17 @@ def test_openapi_documents_the_errors_really_sent(api: Api) -> None:
         headers={"content-type": "application/json"},
     )
     assert r.status_code == 400 and r.json()["error"] == "bad_request"
+    # so is a body that is not JSON at all (FastAPI calls it a validation error at field "1")
+    for body in (b"{not json", b'{"listing_id": "x",', b"[1, 2"):
+        r = api.call(
+            "POST",
+            "/v1/listings/score",
+            key=api.key("ingest"),
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+        assert r.status_code == 400 and r.json()["error"] == "bad_request", r.text
+        assert r.json()["detail"].startswith("the body is not valid JSON at character "), r.text
     # what validation enforces, the document says: money has 4 decimals, images one source
     amount = schemas["Money"]["properties"]["amount"]
     assert amount["multipleOf"] == 0.0001 and amount["exclusiveMinimum"] == 0
