@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from sqlalchemy import func, select
@@ -72,11 +73,18 @@ class BrandRepository:
         return list(self.session.scalars(select(Brand).order_by(Brand.name_key)).all())
 
     def stamp(self) -> tuple[int, str]:
-        """Changes whenever a brand is created, changed or deleted (count, last update)."""
-        count, last = self.session.execute(
-            select(func.count(), func.max(Brand.updated_at)).select_from(Brand)
-        ).one()
-        return int(count), str(last)
+        """Changes whenever a brand is created, changed or deleted: the number of brands and a
+        digest of every brand's id and last update.
+
+        Not the latest ``updated_at``: an update that commits after a later-stamped one, or
+        that comes from a replica whose clock is behind, would not move it, and the workers
+        would keep the old authorised sellers, prices and thresholds for good.
+        """
+        rows = self.session.execute(select(Brand.id, Brand.updated_at).order_by(Brand.id)).all()
+        digest = hashlib.blake2b(digest_size=16)
+        for brand_id, updated_at in rows:
+            digest.update(f"{brand_id}|{updated_at.isoformat() if updated_at else ''}\n".encode())
+        return len(rows), digest.hexdigest()
 
     def match_distances(self) -> dict[str, int]:
         """Per-brand image match distance overrides."""

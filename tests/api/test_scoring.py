@@ -291,3 +291,39 @@ def test_a_single_listing_stored_meanwhile_is_answered_with_the_stored_verdict(
     monkeypatch.undo()
     versions = api.call("GET", "/v1/listings/M1").json()["versions"]
     assert [v["verdict"]["verdict_id"] for v in versions] == [first["verdict_id"]]
+
+
+def test_a_brand_change_stamped_earlier_than_the_latest_still_reaches_the_scorer(
+    api: Api,
+) -> None:
+    """Workers rebuild their scorer when the brands change. A change that commits after a
+    later-stamped one (a slow transaction, or a replica whose clock is behind) must count too:
+    here Nike adds an authorised seller, with an ``updated_at`` older than Adidas's."""
+    from datetime import timedelta
+
+    from sqlalchemy import select, update
+
+    from store.db import make_engine
+    from store.tables import Brand
+
+    nike = api.brand("Nike")
+    adidas = api.brand("Adidas")
+    engine = api.client.app.state.ctx.scoring  # type: ignore[attr-defined]
+    engine.brand_refresh_seconds = 0.0
+    body = listing("S1", title="Nike Air Max 90", seller_id="nike-outlet-7")
+    first = score(api, body).json()
+    assert "authorised_seller" not in {r["signal"] for r in first["reasons"]}
+    db = make_engine(api.settings.db_url)
+    with db.begin() as conn:
+        latest = conn.execute(select(Brand.updated_at).where(Brand.id == adidas["id"])).scalar_one()
+        conn.execute(
+            update(Brand)
+            .where(Brand.id == nike["id"])
+            .values(authorized_sellers=["nike-outlet-7"], updated_at=latest - timedelta(hours=1))
+        )
+    db.dispose()
+    second = score(api, {**body, "description": "edited"}).json()
+    reasons = {r["signal"]: r for r in second["reasons"]}
+    assert "authorised_seller" in reasons, second["reasons"]
+    assert reasons["authorised_seller"]["contribution"] < 0
+    assert second["score"] < first["score"]
