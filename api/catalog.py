@@ -13,6 +13,7 @@ database at start, then kept current three ways:
   (a rolled-back transaction leaves one for good). Without this, two concurrent uploads on
   PostgreSQL left 27 and 87 of 1,000 references unsearchable in the other workers until the
   next reconciliation;
+* brands' own match distances are read again at each refresh (they change without an event);
 * every ``catalog_reconcile_seconds`` it compares the set of reference ids with the database,
   which repairs anything else (an event whose hole was given up on, say).
 """
@@ -200,6 +201,8 @@ class CatalogService:
             repo = ReferenceRepository(session)
             self._expire_gaps()
             if not self.gaps and repo.catalog_version() <= self.last_event:
+                # a brand's match distance changes without a catalog event
+                self._apply_distances(session)
                 self.last_refresh_at = time.time()
                 return 0
             while True:
@@ -262,6 +265,10 @@ class CatalogService:
         with self._lock:
             self.meta[ref_id] = RefMeta(brand_id, sha256)
             self.index.add(ref_id, brand_id, list(hashes))
+
+    def distance_changed_locally(self, brand_id: str, distance: int | None) -> None:
+        with self._lock:
+            self.index.set_brand_distance(brand_id, distance)
 
     def removed_locally(self, ref_ids: Iterable[str]) -> None:
         with self._lock:

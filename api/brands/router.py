@@ -66,10 +66,10 @@ def get_brand(brand_id: str, session: SessionDep, principal: BrandKey) -> BrandO
     responses=error_responses(*AUTH_ERRORS, NotFound, Conflict, Unprocessable),
 )
 def update_brand(
-    brand_id: str, body: BrandPatch, session: SessionDep, principal: BrandKey
+    brand_id: str, body: BrandPatch, session: SessionDep, ctx: ContextDep, principal: BrandKey
 ) -> BrandOut:
     """Change a brand's aliases, sellers or reference price (name and thresholds: admin)."""
-    return service.update_brand(session, principal, brand_id, body)
+    return service.update_brand(session, ctx, principal, brand_id, body)
 
 
 @router.delete(

@@ -144,7 +144,9 @@ def list_brands(
     return [brand_out(b) for b in rows], total
 
 
-def update_brand(session: Session, actor: Principal, brand_id: str, body: BrandPatch) -> BrandOut:
+def update_brand(
+    session: Session, ctx: AppContext, actor: Principal, brand_id: str, body: BrandPatch
+) -> BrandOut:
     brand = get_brand(session, actor, brand_id)
     fields = body.model_fields_set
     if not actor.is_admin and ({"name", "review_threshold", "block_threshold"} & fields):
@@ -173,6 +175,9 @@ def update_brand(session: Session, actor: Principal, brand_id: str, body: BrandP
             setattr(brand, name, getattr(body, name))
     _check_thresholds(brand.review_threshold, brand.block_threshold)
     session.flush()
+    if "match_distance" in fields:  # the other workers read it at their next catalog refresh
+        brand_id, distance = brand.id, brand.match_distance
+        after_commit(session, lambda: ctx.catalog.distance_changed_locally(brand_id, distance))
     AuditRepository(session).record(
         "brand.update",
         "brand",

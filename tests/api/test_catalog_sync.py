@@ -270,3 +270,23 @@ def test_rehash_recomputes_stale_hashes_and_workers_follow(api: Api) -> None:
             rehash_references(make_session_factory(engine), ctx.blobs, progress=False).rehashed == 0
         )
     engine.dispose()
+
+
+def test_a_brand_match_distance_change_reaches_every_worker(api: Api) -> None:
+    """A brand's own match distance changes without a catalog event: the worker that took the
+    change applies it at once, the others at their next refresh."""
+    brand = api.brand("Nike")
+    _upload(api, brand["id"], [29])
+    default = _catalog(api.client).index.default_distance
+    with TestClient(create_app(api.settings)) as other:
+        theirs = _catalog(other)
+        assert theirs.index.brand_distance(brand["id"]) == default
+        r = api.call("PATCH", f"/v1/brands/{brand['id']}", json={"match_distance": 4})
+        assert r.status_code == 200, r.text
+        assert _catalog(api.client).index.brand_distance(brand["id"]) == 4
+        assert theirs.refresh() == 0  # no catalog event, yet the distance is read
+        assert theirs.index.brand_distance(brand["id"]) == 4
+        api.call("PATCH", f"/v1/brands/{brand['id']}", json={"match_distance": None})
+        assert _catalog(api.client).index.brand_distance(brand["id"]) == default
+        theirs.refresh()
+        assert theirs.index.brand_distance(brand["id"]) == default
