@@ -8,7 +8,7 @@ exchange rates (units of the currency per 1 USD); the reason says what was compa
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -108,6 +108,12 @@ def price_evidence(ratio: float) -> float:
     return math.log(hi / ratio) / math.log(hi / lo)
 
 
+def authorised_sellers(seller_ids: Iterable[str]) -> frozenset[str]:
+    """A brand's authorised seller ids as :func:`seller_authorised` compares them."""
+    return frozenset(s.strip().casefold() for s in seller_ids)
+
+
 def seller_authorised(seller_id: str, authorised: frozenset[str]) -> bool:
-    """Exact match after trimming and case folding (marketplace seller ids are opaque)."""
+    """Exact match after trimming and case folding (marketplace seller ids are opaque);
+    ``authorised`` as :func:`authorised_sellers` makes it."""
     return seller_id.strip().casefold() in authorised

@@ -22,7 +22,7 @@ from detector.artifacts import ActiveModel, ArtifactError
 from detector.images import ImageLimits
 from detector.matching import ImageMatcher
 from detector.scorer import BrandProfile, Scorer, Thresholds
-from detector.signals import ExchangeRates
+from detector.signals import ExchangeRates, authorised_sellers
 from detector.verify import VerifyView, prepare_reference
 from store.blobs import BlobStoreError, LocalBlobStore
 from store.brands import BrandRepository
@@ -80,7 +80,7 @@ def brand_profiles(session: Session) -> list[BrandProfile]:
                 id=b.id,
                 name=b.name,
                 aliases=tuple(b.aliases or ()),
-                authorized_sellers=frozenset(s.strip().casefold() for s in b.authorized_sellers),
+                authorized_sellers=authorised_sellers(b.authorized_sellers),
                 reference_price=price,
                 review_threshold=b.review_threshold,
                 block_threshold=b.block_threshold,

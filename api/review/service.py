@@ -35,6 +35,7 @@ from api.review.schemas import (
     ReviewQueue,
     ReviewVerdict,
 )
+from detector.signals import authorised_sellers, seller_authorised
 from store.audit import AuditRepository
 from store.blobs import BlobStoreError
 from store.brands import BrandRepository
@@ -288,7 +289,9 @@ def item_detail(session: Session, item_id: str) -> ReviewItemDetail:
                 id=brand.id,
                 name=brand.name,
                 reference_price=money(brand.reference_price_amount, brand.reference_price_currency),
-                seller_authorised=record.version.seller_id in (brand.authorized_sellers or []),
+                seller_authorised=seller_authorised(
+                    record.version.seller_id, authorised_sellers(brand.authorized_sellers or [])
+                ),
             )
     decisions = repo.decisions([item_id])[item_id]
     return ReviewItemDetail(

@@ -459,3 +459,18 @@ def test_concurrent_claim_next_over_http(api: Api) -> None:
     assert len({k for _, k in claims}) > 1  # the reviewers really did share the queue
     assert queue(api, status="claimed")["total"] == m
     assert queue(api, status="pending")["total"] == 0
+
+
+def test_item_detail_judges_the_seller_as_the_scorer_does(api: Api) -> None:
+    """Seller ids are compared trimmed and case-folded by the scorer; the reviewer's view of
+    the same listing must say the same (it compared them exactly)."""
+    api.brand("Acme", review_threshold=0.0, block_threshold=1.0, authorized_sellers=["Acme-Store"])
+    verdict = score(api, "A1", "Acme sneakers", seller=" acme-store")
+    assert "authorised_seller" in {r["signal"] for r in verdict["reasons"]}
+    item = item_of(api, "A1")
+    d = api.call("GET", f"/v1/review/{item['id']}", key=api.key("reviewer")).json()
+    assert d["brand"]["seller_authorised"] is True
+    score(api, "A2", "Acme sneakers", seller="acme-store-outlet")
+    other = item_of(api, "A2")
+    d = api.call("GET", f"/v1/review/{other['id']}", key=api.key("reviewer")).json()
+    assert d["brand"]["seller_authorised"] is False
