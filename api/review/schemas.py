@@ -120,11 +120,26 @@ class BrandContext(BaseModel):
     seller_authorised: bool = Field(description="the listing's seller is an authorised seller")
 
 
+class LaterVersion(BaseModel):
+    """A version of the listing scored after the one under review (the seller edited it)."""
+
+    version_id: str
+    title: str
+    score: float
+    decision: Literal["allow", "review", "block"]
+    scored_at: datetime
+
+
 class ReviewItemDetail(ReviewItemOut):
     listing: ListingSnapshotOut
     verdict: ReviewVerdict
     brand: BrandContext | None = Field(description="the suspected brand, if it still exists")
     decisions: list[DecisionOut] = Field(description="every decision on this item, oldest first")
+    later_versions: list[LaterVersion] = Field(
+        default_factory=list,
+        description="versions of the listing scored after the one under review, oldest first: "
+        "a flagged edit updates the open item, an edit that scored allow leaves it as flagged",
+    )
 
 
 class FlaggedListing(BaseModel):

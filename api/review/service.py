@@ -27,6 +27,7 @@ from api.review.schemas import (
     DecisionOut,
     FlaggedList,
     FlaggedListing,
+    LaterVersion,
     ListingImageOut,
     ListingSnapshotOut,
     ReviewImageMatch,
@@ -39,6 +40,7 @@ from detector.signals import authorised_sellers, seller_authorised
 from store.audit import AuditRepository
 from store.blobs import BlobStoreError
 from store.brands import BrandRepository
+from store.listings import ListingRepository
 from store.review import (
     QueueFilter,
     QueueRow,
@@ -294,12 +296,25 @@ def item_detail(session: Session, item_id: str) -> ReviewItemDetail:
                 ),
             )
     decisions = repo.decisions([item_id])[item_id]
+    history = ListingRepository(session).history(record.listing.external_id)
+    ids = [version.id for version, _ in history]
+    after = ids.index(record.version.id) + 1 if record.version.id in ids else len(ids)
     return ReviewItemDetail(
         **base.model_dump(),
         listing=snapshot_out(item_id, record.listing.external_id, record.version),
         verdict=verdict_out(record.verdict),
         brand=brand_ctx,
         decisions=[decision_out(d) for d in decisions],
+        later_versions=[
+            LaterVersion(
+                version_id=version.id,
+                title=version.title,
+                score=verdict.score,
+                decision=verdict.decision,  # type: ignore[arg-type]
+                scored_at=verdict.scored_at,
+            )
+            for version, verdict in history[after:]
+        ],
     )
 
 

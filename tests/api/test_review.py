@@ -474,3 +474,24 @@ def test_item_detail_judges_the_seller_as_the_scorer_does(api: Api) -> None:
     other = item_of(api, "A2")
     d = api.call("GET", f"/v1/review/{other['id']}", key=api.key("reviewer")).json()
     assert d["brand"]["seller_authorised"] is False
+
+
+def test_item_detail_shows_edits_made_after_the_flag(api: Api) -> None:
+    """An edit that scores allow leaves the open item as flagged; the reviewer is told the
+    listing changed since, with each later version's title and verdict."""
+    brands(api)
+    score(api, "E1", "Acme shoes")  # flagged (Acme: every listing naming it)
+    item = item_of(api, "E1")
+    reviewer = api.key("reviewer")
+    d = api.call("GET", f"/v1/review/{item['id']}", key=reviewer).json()
+    assert d["later_versions"] == []
+    later = score(api, "E1", "Calm shoes")  # the same listing, edited: allowed
+    assert later["decision"] == "allow"
+    assert item_of(api, "E1")["id"] == item["id"]
+    d = api.call("GET", f"/v1/review/{item['id']}", key=reviewer).json()
+    assert d["listing"]["title"] == "Acme shoes"  # the flagged version is what is judged
+    assert [(v["title"], v["decision"]) for v in d["later_versions"]] == [("Calm shoes", "allow")]
+    assert d["later_versions"][0]["score"] == later["score"]
+    score(api, "E1", "Calm shoes, size 42")
+    d = api.call("GET", f"/v1/review/{item['id']}", key=reviewer).json()
+    assert [v["title"] for v in d["later_versions"]] == ["Calm shoes", "Calm shoes, size 42"]

@@ -429,3 +429,15 @@ def test_page_templates_and_static_files_are_package_data() -> None:
     assert {"web/templates/item.html", "web/static/review.js"} <= set(files)
     missing = [f for f in files if not any(PurePosixPath(f).match(pat) for pat in patterns)]
     assert missing == []
+
+
+def test_item_page_says_the_listing_was_edited_after_the_flag(api: Api) -> None:
+    brands(api)
+    score(api, "P1", "Acme shoes")
+    item = item_of(api, "P1")
+    sign_in(api.client, api.key("reviewer"))
+    assert 'data-role="later-versions"' not in api.client.get(f"/review/items/{item['id']}").text
+    score(api, "P1", "Calm shoes")  # edited, allowed: the item stays as flagged
+    html = api.client.get(f"/review/items/{item['id']}").text
+    assert 'data-role="later-versions"' in html and "Edited after it was flagged" in html
+    assert "“Calm shoes”" in html and 'class="badge allow"' in html
