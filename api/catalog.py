@@ -207,9 +207,6 @@ class CatalogService:
                 return 0
             while True:
                 changes = repo.changes_since(self.last_event, limit=1000, also=sorted(self.gaps))
-                changes = [
-                    c for c in changes if c.event_id > self.last_event or c.event_id in self.gaps
-                ]
                 if not changes:
                     break
                 adds: dict[str, tuple[str, str, str]] = {}

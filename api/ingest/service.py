@@ -270,18 +270,16 @@ def score_batch(
     """Validate each item of a batch on its own, score the valid ones: an item that is not a
     listing gets its ``validation_error`` entry in its place, and the others are scored."""
     parsed = [_parse_item(i, raw) for i, raw in enumerate(items)]
-    valid = [(i, p) for i, p in enumerate(parsed) if isinstance(p, ListingIn)]
-    scored = score_listings(session, ctx, [p for _, p in valid]) if valid else []
-    out: list[Verdict | BatchItemError | None] = [
-        p if isinstance(p, BatchItemError) else None for p in parsed
-    ]
-    for (i, _), result in zip(valid, scored, strict=True):
-        # score_listings numbers its errors among the valid items: give the batch's index
-        fixed = (
-            result.model_copy(update={"index": i}) if isinstance(result, BatchItemError) else result
-        )
-        out[i] = fixed
-    return [r for r in out if r is not None]
+    valid = [p for p in parsed if isinstance(p, ListingIn)]
+    scored = iter(score_listings(session, ctx, valid) if valid else [])
+    results: list[Verdict | BatchItemError] = []
+    for i, item in enumerate(parsed):
+        result = item if isinstance(item, BatchItemError) else next(scored)
+        if isinstance(result, BatchItemError) and result.index != i:
+            # score_listings numbers its errors among the valid items: give the batch's index
+            result = result.model_copy(update={"index": i})
+        results.append(result)
+    return results
 
 
 def score_group(
